@@ -1,0 +1,288 @@
+"""Which tensor plays which role: token embedding, head weight and bias, final norm.
+
+``locate_head`` consults the conventions table for the checkpoint's
+architecture, falls back to name patterns and shapes, and honours user
+overrides. Every decision records the rule that made it (``explain``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .checkpoint import Checkpoint
+from .conventions import (
+    ARCHITECTURE_TYPES,
+    BUFFER_PATTERNS,
+    CONVENTIONS,
+    EMBEDDING_PATTERNS,
+    EPS_KEYS,
+    HEAD_PATTERNS,
+    LAYERNORM,
+    NORM_PATTERNS,
+    RMSNORM,
+    Convention,
+)
+from .errors import AnatomyError
+
+__all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "locate_head"]
+
+HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim", "model_dim")
+
+
+@dataclass(frozen=True)
+class FinalNorm:
+    kind: str  # conventions.LAYERNORM / RMSNORM / GEMMA_RMSNORM
+    eps: float
+    weight: str | None  # tensor names; None when the norm has no such parameter
+    bias: str | None
+    eps_source: str
+
+
+@dataclass(frozen=True)
+class LogitTransform:
+    kind: str  # "softcap" | "scale" | "divide"
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class HeadAnatomy:
+    architecture: str | None  # config model_type (or inferred)
+    convention: str  # table entry used, or "name patterns"
+    embedding: str | None
+    head: str | None  # the stored head weight, None when none is stored
+    head_bias: str | None
+    final_norm: FinalNorm | None
+    tied: bool  # the model as its config directs uses one matrix for both
+    tie_source: str
+    config_tie: bool | None  # the tie_word_embeddings key itself, None when absent
+    vocab_size: int  # rows of the matrix the head uses
+    hidden_size: int
+    pre_head_scale: float | None = None  # T5 tied: d_model ** -0.5
+    transforms: tuple[LogitTransform, ...] = ()
+    aliases: tuple[str, ...] = ()  # stored copies of the embedding (T5 encoder/decoder)
+    other_prefixes: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()
+    explain: dict[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def head_matrix(self) -> str:
+        """The tensor the head multiplies by: the embedding when tied or nothing else is stored."""
+        if self.tied or self.head is None:
+            assert self.embedding is not None
+            return self.embedding
+        return self.head
+
+
+def architecture_of(config: dict[str, Any] | None) -> str | None:
+    if not config:
+        return None
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type:
+        return model_type
+    for name in config.get("architectures") or []:
+        if name in ARCHITECTURE_TYPES:
+            return ARCHITECTURE_TYPES[name]
+    return None
+
+
+def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None = None) -> HeadAnatomy:
+    """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name."""
+    config = ckpt.config
+    arch = architecture_of(config)
+    conv = CONVENTIONS.get(arch) if arch else None
+    explain: dict[str, str] = {}
+    names = ckpt.tensors
+
+    emb = _pick(ckpt, embedding, conv.embedding if conv else (), EMBEDDING_PATTERNS, "embedding", explain)
+    head_name = _pick(ckpt, head, conv.head if conv else (), HEAD_PATTERNS, "head", explain, exclude=emb)
+    if emb is None and head_name is None:
+        raise AnatomyError(
+            ckpt.path,
+            "cannot identify the token embedding or the LM head",
+            hint="name them with --embedding NAME and --head NAME (see the tensor list with --explain)",
+        )
+    bias = _head_bias(ckpt, conv, head_name, explain)
+    tied, tie_source, config_tie = _tying(config, conv, arch, head_name, explain)
+    matrix = emb if (tied or head_name is None) else head_name
+    if matrix is None:  # tied by config but no embedding stored: the head stands in for it
+        matrix, tied = head_name, False
+    shape = names[matrix].shape
+    if len(shape) != 2:
+        raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix must be 2-D (V, d)")
+    vocab, hidden = shape
+    norm = _final_norm(ckpt, conv, hidden, explain)
+    problems = _size_problems(config, vocab, hidden, matrix)
+    return HeadAnatomy(
+        architecture=arch,
+        convention=conv.family if conv else "name patterns",
+        embedding=emb,
+        head=head_name,
+        head_bias=bias,
+        final_norm=norm,
+        tied=tied,
+        tie_source=tie_source,
+        config_tie=config_tie,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        pre_head_scale=hidden**-0.5 if (conv and conv.rescale_when_tied and tied) else None,
+        transforms=_transforms(config, conv, explain),
+        aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
+        other_prefixes=conv.other_prefixes if conv else (),
+        buffers=tuple(n for n in names if any(re.search(p, n) for p in BUFFER_PATTERNS)),
+        explain=explain,
+        problems=problems,
+    )
+
+
+def _pick(
+    ckpt: Checkpoint,
+    override: str | None,
+    table: tuple[str, ...],
+    patterns: tuple[str, ...],
+    role: str,
+    explain: dict[str, str],
+    exclude: str | None = None,
+) -> str | None:
+    names = ckpt.tensors
+    if override is not None:
+        if override not in names:
+            raise AnatomyError(ckpt.path, f"--{role} {override!r}: no such tensor")
+        explain[role] = f"{override}: named with --{role}"
+        return override
+    for name in table:
+        if name in names:
+            explain[role] = f"{name}: architecture table"
+            return name
+    if table:
+        # The architecture is known but its names are absent: the head is simply not stored.
+        if role == "head":
+            explain[role] = f"not stored (looked for {', '.join(table)})"
+            return None
+    for pattern in patterns:
+        found = [n for n in names if re.search(pattern, n) and n != exclude and len(names[n].shape) == 2]
+        if found:
+            name = min(found, key=len)
+            explain[role] = f"{name}: name pattern {pattern}"
+            return name
+    explain[role] = "not found"
+    return None
+
+
+def _head_bias(ckpt: Checkpoint, conv: Convention | None, head: str | None, explain: dict[str, str]) -> str | None:
+    candidates = list(conv.head_bias) if conv else []
+    if head and head.endswith(".weight"):
+        candidates.append(head[: -len(".weight")] + ".bias")
+    for name in candidates:
+        if name in ckpt.tensors:
+            explain["head_bias"] = f"{name}: {'architecture table' if conv and name in conv.head_bias else 'beside the head weight'}"
+            return name
+    return None
+
+
+def _tying(
+    config: dict[str, Any] | None,
+    conv: Convention | None,
+    arch: str | None,
+    head: str | None,
+    explain: dict[str, str],
+) -> tuple[bool, str, bool | None]:
+    """(tied, why, the config key's own value). Transformers' rule: the key, else the class default."""
+    key = config.get("tie_word_embeddings") if config else None
+    config_tie = key if isinstance(key, bool) else None
+    if config_tie is not None:
+        source = f"config.json tie_word_embeddings={str(config_tie).lower()}"
+        tied = config_tie
+    elif config is not None and conv is not None:
+        tied = conv.tie_default
+        source = f"tie_word_embeddings absent; {arch}'s default is {str(tied).lower()}"
+    elif config is not None:
+        tied = head is None
+        source = f"tie_word_embeddings absent and architecture {arch or 'unknown'} not in the table; {'no head stored' if tied else 'a head is stored'}"
+    else:
+        tied = head is None
+        source = "no config; " + ("no head stored, so loaders reuse the embedding" if tied else "a head is stored")
+    explain["tied"] = source
+    return tied, source, config_tie
+
+
+def _final_norm(ckpt: Checkpoint, conv: Convention | None, hidden: int, explain: dict[str, str]) -> FinalNorm | None:
+    names = ckpt.tensors
+    config = ckpt.config or {}
+    weight = bias = None
+    if conv:
+        for module in conv.final_norm:
+            if module + ".weight" in names or module + ".bias" in names:
+                weight = module + ".weight" if module + ".weight" in names else None
+                bias = module + ".bias" if module + ".bias" in names else None
+                explain["final_norm"] = f"{module}: architecture table"
+                break
+        else:
+            explain["final_norm"] = f"{conv.final_norm[0]}: architecture table (no parameters stored)"
+        kind = conv.norm
+        eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family)
+    else:
+        weight = _last_norm_weight(names, hidden)
+        if weight is None:
+            explain["final_norm"] = "not found"
+            return None
+        bias_name = weight[: -len(".weight")] + ".bias"
+        bias = bias_name if bias_name in names else None
+        kind = LAYERNORM if bias else RMSNORM
+        explain["final_norm"] = f"{weight}: name pattern; {kind} guessed from {'a bias' if bias else 'no bias'}"
+        eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None)
+    explain["eps"] = eps_source
+    return FinalNorm(kind=kind, eps=eps, weight=weight, bias=bias, eps_source=eps_source)
+
+
+def _last_norm_weight(names: dict, hidden: int) -> str | None:
+    found = [
+        n
+        for n, info in names.items()
+        if info.shape == (hidden,) and any(re.search(p, n) for p in NORM_PATTERNS) and not re.search(r"\.\d+\.", n)
+    ]
+    return found[-1] if found else None
+
+
+def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: str | None) -> tuple[float, str]:
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), f"config {key}={value}"
+    if family:
+        reason = f"{keys[0]} absent" if keys else "fixed in code"
+        return default, f"{family} default {default} ({reason})"
+    return default, f"default {default} (no eps key in config)"
+
+
+def _transforms(config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str]) -> tuple[LogitTransform, ...]:
+    out = []
+    for t in conv.transforms if conv else ():
+        raw = (config or {}).get(t.key, t.default)
+        if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            continue
+        if t.kind == "scale" and raw == 1.0 or t.kind == "divide" and raw == 1.0:
+            continue
+        source = f"config {t.key}={raw}" if t.key in (config or {}) else f"{conv.family} default {t.key}={raw}"
+        out.append(LogitTransform(kind=t.kind, value=float(raw), source=source))
+        explain[f"transform:{t.kind}"] = source
+    return tuple(out)
+
+
+def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:
+    problems = []
+    if not config:
+        return ()
+    cfg_vocab = config.get("vocab_size")
+    if isinstance(cfg_vocab, int) and cfg_vocab != vocab:
+        problems.append(f"config vocab_size {cfg_vocab} differs from the {vocab} rows of {matrix}")
+    for key in HIDDEN_KEYS:
+        cfg_hidden = config.get(key)
+        if isinstance(cfg_hidden, int):
+            if cfg_hidden != hidden:
+                problems.append(f"config {key} {cfg_hidden} differs from the {hidden} columns of {matrix}")
+            break
+    return tuple(problems)

@@ -1,0 +1,136 @@
+"""Parameter and byte counts by role, from headers alone.
+
+The totals follow transformers' ``num_parameters()``: buffers are not
+parameters, and a tied matrix is counted once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .anatomy import HeadAnatomy
+from .checkpoint import Checkpoint
+from .conventions import BLOCK_PATTERN
+from .formats.base import TensorInfo
+
+__all__ = ["Census", "Group", "census"]
+
+GROUP_ORDER = ("embedding", "head", "final_norm", "blocks", "other")
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    params: int  # parameters this group adds to the total
+    nbytes: int  # bytes its tensors take on disk
+    tensors: int
+    dtypes: tuple[str, ...]
+    layers: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Census:
+    total_params: int
+    total_bytes: int
+    embedding_params: int
+    head_params: int  # head weight + bias, counted even when tied
+    head_stored_params: int  # what the head adds to the total (bias only when tied)
+    head_bytes: int  # the head matrix + bias in their stored dtypes
+    head_stored_bytes: int
+    tied: bool
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    groups: tuple[Group, ...]
+    buffers_skipped: tuple[str, ...]
+    tokenizer_vocab: int | None = None
+    padded_rows: int | None = None
+
+    @property
+    def head_share(self) -> float:
+        return self.head_params / self.total_params if self.total_params else 0.0
+
+
+def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None = None) -> Census:
+    """Count ``ckpt``'s parameters by role using only its headers."""
+    members = _assign_groups(ckpt, anatomy)
+    groups = tuple(_group(name, members[name], anatomy) for name in GROUP_ORDER)
+    embedding = ckpt.tensors[anatomy.embedding] if anatomy.embedding else None
+    matrix = ckpt.tensors[anatomy.head_matrix]
+    bias = ckpt.tensors[anatomy.head_bias] if anatomy.head_bias else None
+    bias_params = bias.numel if bias else 0
+    head_group = groups[GROUP_ORDER.index("head")]
+    padded = None
+    if tokenizer_vocab is not None and anatomy.vocab_size > tokenizer_vocab:
+        padded = anatomy.vocab_size - tokenizer_vocab
+    return Census(
+        total_params=sum(g.params for g in groups),
+        total_bytes=sum(g.nbytes for g in groups),
+        embedding_params=embedding.numel if embedding else 0,
+        head_params=matrix.numel + bias_params,
+        head_stored_params=head_group.params,
+        head_bytes=matrix.nbytes + (bias.nbytes if bias else 0),
+        head_stored_bytes=head_group.nbytes,
+        tied=anatomy.tied,
+        vocab_size=anatomy.vocab_size,
+        hidden_size=anatomy.hidden_size,
+        num_layers=groups[GROUP_ORDER.index("blocks")].layers or 0,
+        groups=groups,
+        buffers_skipped=anatomy.buffers,
+        tokenizer_vocab=tokenizer_vocab,
+        padded_rows=padded,
+    )
+
+
+def _assign_groups(ckpt: Checkpoint, anatomy: HeadAnatomy) -> dict[str, list[TensorInfo]]:
+    members: dict[str, list[TensorInfo]] = {name: [] for name in GROUP_ORDER}
+    norm = anatomy.final_norm
+    norm_names = {norm.weight, norm.bias} - {None} if norm else set()
+    head_names = {anatomy.head, anatomy.head_bias} - {None}
+    skip = set(anatomy.buffers) | set(anatomy.aliases)
+    for name, info in ckpt.tensors.items():
+        if name in skip:
+            continue
+        if name == anatomy.embedding:
+            members["embedding"].append(info)
+        elif name in head_names:
+            members["head"].append(info)
+        elif name in norm_names:
+            members["final_norm"].append(info)
+        elif _is_block(name, anatomy):
+            members["blocks"].append(info)
+        else:
+            members["other"].append(info)
+    return members
+
+
+def _is_block(name: str, anatomy: HeadAnatomy) -> bool:
+    if any(name.startswith(prefix) for prefix in anatomy.other_prefixes):
+        return False
+    return re.search(BLOCK_PATTERN, name) is not None
+
+
+def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
+    params = sum(i.numel for i in infos)
+    note = None
+    if name == "head" and anatomy.tied:
+        weight = next((i for i in infos if i.name == anatomy.head), None)
+        if weight is not None:  # stored, yet the config ties: loaders use the embedding
+            params -= weight.numel
+            note = f"{weight.name} is stored but the config ties it to the embedding"
+        else:
+            note = f"tied: uses {anatomy.embedding}"
+    layers = None
+    if name == "blocks":
+        layers = len({re.search(BLOCK_PATTERN, i.name).group(1) for i in infos})
+    return Group(
+        name=name,
+        params=params,
+        nbytes=sum(i.nbytes for i in infos),
+        tensors=len(infos),
+        dtypes=tuple(sorted({i.dtype for i in infos})),
+        layers=layers,
+        note=note,
+    )

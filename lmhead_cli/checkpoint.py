@@ -1,0 +1,231 @@
+"""A checkpoint on disk: its tensors (from headers), config and tokenizer paths.
+
+``open_checkpoint(path)`` accepts what people point at: a Hugging Face model
+directory (single file or sharded), a bare ``.safetensors`` file, the path of a
+``*.safetensors.index.json``, or a directory of safetensors files with no
+config. Nothing but headers is read until a caller asks for rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import CheckpointError
+from .formats.base import TensorInfo
+
+__all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
+
+INDEX_SUFFIX = ".safetensors.index.json"
+SAFETENSORS_MAGIC_MAX_HEADER = 100_000_000
+
+
+class Reader(Protocol):
+    path: Path
+    format: str
+    tensors: list[TensorInfo]
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray: ...
+
+    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray | None: ...
+
+
+@dataclass
+class Checkpoint:
+    """Everything lmhead knows about a checkpoint before reading any tensor data."""
+
+    path: Path  # what the user named
+    format: str  # "safetensors", "gguf", ...
+    tensors: dict[str, TensorInfo]
+    readers: dict[Path, Reader] = field(repr=False)
+    config: dict[str, Any] | None = None
+    config_path: Path | None = None
+    tokenizer_path: Path | None = None
+    index_path: Path | None = None
+    index_metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self.readers)
+
+    def info(self, name: str) -> TensorInfo:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise CheckpointError(self.path, f"no tensor named {name!r}") from None
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of tensor ``name`` as float32; only those bytes are read."""
+        info = self.info(name)
+        return self.readers[info.file].read_rows(info, start, stop)
+
+    def read_raw_rows(self, name: str, start: int, stop: int) -> np.ndarray | None:
+        info = self.info(name)
+        return self.readers[info.file].read_raw_rows(info, start, stop)
+
+    def read_tensor(self, name: str) -> np.ndarray:
+        """A whole (small) tensor as float32: norm weights, biases."""
+        info = self.info(name)
+        return self.read_rows(name, 0, info.rows).reshape(info.shape)
+
+    def row_chunks(self, name: str, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, rows)`` float32 chunks covering the tensor's first axis."""
+        rows = self.info(name).rows
+        for start in range(0, rows, chunk_rows):
+            yield start, self.read_rows(name, start, min(start + chunk_rows, rows))
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            close = getattr(reader, "close", None)
+            if close:
+                close()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_checkpoint(path: str | Path) -> Checkpoint:
+    """Open ``path`` read-only and list its tensors from headers."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such file or directory")
+    if path.is_dir():
+        return _open_directory(path)
+    if path.name.endswith(INDEX_SUFFIX) or path.name.endswith(".index.json"):
+        return _open_index(path, path.parent)
+    kind = _sniff(path)
+    if kind == "safetensors":
+        return _assemble(path, [path], path.parent)
+    if kind == "gguf":
+        from .formats.gguf import open_gguf
+
+        return open_gguf(path)
+    raise CheckpointError(
+        path,
+        f"not a checkpoint lmhead can read ({kind})",
+        hint="give a model directory, a .safetensors file, a .gguf file or a *.safetensors.index.json",
+    )
+
+
+def _sniff(path: Path) -> str:
+    """What kind of file this is, from its first bytes (never its contents beyond that)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+    if not head:
+        return "empty file"
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if path.suffix == ".safetensors":
+        return "safetensors"
+    if len(head) >= 9 and int.from_bytes(head[:8], "little") < SAFETENSORS_MAGIC_MAX_HEADER and head[8:9] == b"{":
+        return "safetensors"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "a pickle or zip archive (PyTorch?)"
+    return f"unrecognised content in a {path.suffix or 'suffix-less'} file"
+
+
+def _open_directory(directory: Path) -> Checkpoint:
+    indexes = sorted(directory.glob("*" + INDEX_SUFFIX))
+    preferred = directory / ("model" + INDEX_SUFFIX)
+    if preferred in indexes or len(indexes) == 1:
+        return _open_index(preferred if preferred in indexes else indexes[0], directory)
+    single = directory / "model.safetensors"
+    if single.is_file():
+        return _assemble(directory, [single], directory)
+    files = sorted(directory.glob("*.safetensors"))
+    if files:
+        return _assemble(directory, files, directory)
+    ggufs = sorted(directory.glob("*.gguf"))
+    if len(ggufs) == 1:
+        from .formats.gguf import open_gguf
+
+        return open_gguf(ggufs[0])
+    if len(indexes) > 1:
+        names = ", ".join(p.name for p in indexes)
+        raise CheckpointError(directory, f"several index files ({names}); name the one to use")
+    raise CheckpointError(
+        directory,
+        "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",
+        hint="point lmhead at the folder that holds the model's weight files",
+    )
+
+
+def _open_index(index_path: Path, directory: Path) -> Checkpoint:
+    index = _read_json(index_path, "index")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(index_path, "index has no 'weight_map' of tensor name -> shard file")
+    shard_names = sorted(set(weight_map.values()))
+    shards = []
+    for name in shard_names:
+        shard = (directory / name).resolve()
+        if directory.resolve() not in shard.parents:
+            raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+        if not shard.is_file():
+            raise CheckpointError(index_path, f"names shard {name!r}, which is missing")
+        shards.append(directory / name)
+    ckpt = _assemble(index_path, shards, directory, index_path=index_path)
+    metadata = index.get("metadata")
+    ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
+    for tensor, shard in sorted(weight_map.items()):
+        info = ckpt.tensors.get(tensor)
+        if info is None or info.file.name != Path(shard).name:
+            raise CheckpointError(index_path, f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
+    unlisted = sorted(set(ckpt.tensors) - set(weight_map))
+    if unlisted:
+        ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")
+    return ckpt
+
+
+def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
+    from .formats.safetensors import SafetensorsFile
+
+    readers: dict[Path, Reader] = {}
+    tensors: dict[str, TensorInfo] = {}
+    for file in files:
+        reader = SafetensorsFile(file)
+        readers[file] = reader
+        for info in reader.tensors:
+            if info.name in tensors:
+                other = tensors[info.name].file.name
+                raise CheckpointError(file, f"tensor {info.name!r} is also stored in {other}")
+            tensors[info.name] = info
+    config_path = directory / "config.json"
+    config = _read_json(config_path, "config") if config_path.is_file() else None
+    if config is not None and not isinstance(config, dict):
+        raise CheckpointError(config_path, "config is not a JSON object")
+    tokenizer = directory / "tokenizer.json"
+    return Checkpoint(
+        path=path,
+        format="safetensors",
+        tensors=tensors,
+        readers=readers,
+        config=config,
+        config_path=config_path if config is not None else None,
+        tokenizer_path=tokenizer if tokenizer.is_file() else None,
+        index_path=index_path,
+    )
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(path, f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(path, f"{what} is not UTF-8 text") from exc
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read {what}: {exc.strerror or exc}") from exc

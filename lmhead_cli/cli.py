@@ -1,0 +1,268 @@
+"""The ``lmhead`` command: parse options, call the library, render. No logic here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from . import __version__
+from .anatomy import HeadAnatomy, locate_head
+from .census import census
+from .checkpoint import Checkpoint, open_checkpoint
+from .errors import HiddenStateError, LmheadError, TokenizerError
+from .hidden import load_hidden
+from .predict import predict, select_positions, targets_from_ids, targets_from_text
+from .tokens import Vocabulary, load_vocabulary
+from .tying import diagnose_tying
+
+EXIT_PROBLEMS = 1
+EXIT_INPUT = 2
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``LmheadError`` -> one line on stderr and exit 2; a traceback only with --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        from . import render
+
+        try:
+            return command(*args, **kwargs)
+        except LmheadError as exc:
+            if debug:
+                raise
+            render.error(exc)
+            sys.exit(EXIT_INPUT)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except MemoryError:
+            if debug:
+                raise
+            render.error(LmheadError(None, "out of memory", hint="lower --chunk-rows or select fewer --positions"))
+            sys.exit(EXIT_INPUT)
+        except Exception as exc:
+            if debug:
+                raise
+            render.internal_error(exc)
+            sys.exit(EXIT_INPUT)
+
+    return wrapper
+
+
+ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=Path))
+
+
+def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
+    command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
+    return command
+
+
+json_option = click.option("--json", "json_", is_flag=True, help="One JSON object on stdout, for scripts.")
+
+
+def _open(ckpt_path: Path, head: str | None, embedding: str | None) -> tuple[Checkpoint, HeadAnatomy]:
+    ckpt = open_checkpoint(ckpt_path)
+    return ckpt, locate_head(ckpt, head=head, embedding=embedding)
+
+
+def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
+    if tokenizer is not None:
+        return load_vocabulary(tokenizer)
+    if ckpt.tokenizer_path is not None:
+        return load_vocabulary(ckpt.tokenizer_path)
+    return getattr(ckpt, "vocabulary", None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lmhead")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Inspect the output layer (LM head) of a language-model checkpoint.
+
+    \b
+    CKPT is a Hugging Face model folder (single or sharded safetensors),
+    a .safetensors file, or a *.safetensors.index.json.
+
+    \b
+    Examples:
+      lmhead count sample_weights/gpt2-tied
+      lmhead check-tying sample_weights/llama-bf16 --expect untied
+      lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden.npy -k 5
+    """
+
+
+@cli.command()
+@ckpt_argument
+@anatomy_options
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to size the vocabulary (default: beside CKPT).")
+@json_option
+@handle_errors
+def count(ckpt: Path, head: str | None, embedding: str | None, tokenizer: Path | None, json_: bool) -> None:
+    """Count parameters: LM head vs token embedding vs the rest.
+
+    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
+
+    \b
+    Example:
+      lmhead count sample_weights/llama-bf16
+      lmhead count path/to/model.safetensors.index.json --json | jq .head_share
+    """
+    from .render import emit, emit_json
+    from .render.census import census_json, census_view
+
+    checkpoint, anatomy = _open(ckpt, head, embedding)
+    vocab = _vocabulary(checkpoint, tokenizer)
+    result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
+    if json_:
+        emit_json(census_json(checkpoint, anatomy, result))
+    else:
+        emit(census_view(checkpoint, anatomy, result))
+
+
+@cli.command("check-tying")
+@ckpt_argument
+@anatomy_options
+@click.option("--full", is_flag=True, help="Compare every row and report difference statistics.")
+@click.option("--expect", type=click.Choice(["tied", "untied"]), help="Exit 1 when the verdict differs (for release pipelines).")
+@json_option
+@handle_errors
+def check_tying(ckpt: Path, head: str | None, embedding: str | None, full: bool, expect: str | None, json_: bool) -> None:
+    """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
+
+    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input.
+
+    \b
+    Example:
+      lmhead check-tying sample_weights/gpt2-tied
+      lmhead check-tying my-finetune/ --expect untied --json
+    """
+    from .render import emit, emit_json
+    from .render.tying import tying_json, tying_view
+
+    checkpoint, anatomy = _open(ckpt, head, embedding)
+    report = diagnose_tying(checkpoint, anatomy, full=full)
+    if json_:
+        emit_json(tying_json(checkpoint, report, expect))
+    else:
+        emit(tying_view(checkpoint, report, expect))
+    if report.problems or (expect is not None and report.tied != (expect == "tied")):
+        sys.exit(EXIT_PROBLEMS)
+
+
+@cli.command()
+@ckpt_argument
+@click.argument("hidden", metavar="HIDDEN", type=click.Path(path_type=Path))
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="How many predictions per position.")
+@click.option("--key", metavar="NAME", help="Array to use in an .npz / .safetensors with several.")
+@click.option("--no-norm", is_flag=True, help="States are already normalised (transformers' last hidden_states entry).")
+@click.option("--layers", is_flag=True, help="HIDDEN is a stack of every layer's states (L, T, d): show a logit-lens grid.")
+@click.option("--positions", metavar="LIST", help="Positions to show, e.g. 0,5,-1 or 2:8.")
+@click.option("--targets", metavar="IDS|FILE.npy", help="Next-token ids per position (comma-separated or a .npy).")
+@click.option("--text", metavar="TEXT", help="The input text: position i's target is its token i+1.")
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json (default: beside CKPT).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), help="Head rows per streamed chunk [default: ~16 MiB of float32].")
+@anatomy_options
+@json_option
+@handle_errors
+def topk(
+    ckpt: Path,
+    hidden: Path,
+    k: int,
+    key: str | None,
+    no_norm: bool,
+    layers: bool,
+    positions: str | None,
+    targets: str | None,
+    text: str | None,
+    tokenizer: Path | None,
+    chunk_rows: int | None,
+    head: str | None,
+    embedding: str | None,
+    json_: bool,
+) -> None:
+    """Top-k next-token predictions from hidden states: FinalNorm(h) · Wᵀ (+ b).
+
+    HIDDEN is .npy, .npz or .safetensors of shape (d,), (T, d) or (B, T, d);
+    with --layers, (L, T, d). Position i predicts token i+1.
+
+    \b
+    Example:
+      lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden.npy -k 5 \\
+          --text "$(cat sample_weights/gpt2-tied/text.txt)"
+      lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden_layers.npy --layers
+    """
+    from . import render
+    from .render.topk import lens_view, topk_json, topk_view
+
+    if targets and text:
+        raise click.UsageError("give --targets or --text, not both")
+    checkpoint, anatomy = _open(ckpt, head, embedding)
+    states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
+    vocab = _vocabulary(checkpoint, tokenizer)
+    chosen = select_positions(positions, states.positions)
+    inputs = None
+    target_ids = None
+    if text is not None:
+        if vocab is None:
+            raise TokenizerError(checkpoint.path, "--text needs a tokenizer.json", hint="pass --tokenizer PATH")
+        inputs = vocab.encode(text)
+        target_ids = targets_from_text(inputs, states.positions)
+    elif targets is not None:
+        target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
+    with render.progress_bar("projecting", enabled=not json_ and anatomy.vocab_size * anatomy.hidden_size > 2**26) as progress:
+        result = predict(
+            checkpoint, anatomy, states, k, positions=chosen, targets=target_ids, norm=not no_norm, chunk_rows=chunk_rows, progress=progress
+        )
+    meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
+    if json_:
+        render.emit_json(topk_json(result, vocab, meta))
+        return
+    header = _topk_header(checkpoint, anatomy, vocab, no_norm)
+    view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
+    render.emit(view)
+
+
+def _parse_ids(spec: str) -> list[int]:
+    if spec.endswith(".npy"):
+        try:
+            ids = np.load(spec, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise HiddenStateError(spec, f"cannot read target ids: {exc}") from exc
+        if ids.dtype.kind not in "iu" or ids.ndim != 1:
+            raise HiddenStateError(spec, f"target ids must be a 1-D integer array, not {ids.dtype} {list(ids.shape)}")
+        return ids.tolist()
+    try:
+        return [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{spec!r} is not a comma-separated list of ids", param_hint="--targets") from None
+
+
+def _topk_header(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool) -> list:
+    from rich.text import Text
+
+    norm = anatomy.final_norm
+    steps = []
+    if no_norm:
+        steps.append("no final norm (--no-norm)")
+    elif norm:
+        steps.append(f"{norm.kind} (eps {norm.eps:g})")
+    if anatomy.pre_head_scale:
+        steps.append(f"× {anatomy.pre_head_scale:.4g}")
+    steps.append(f"· {anatomy.head_matrix}ᵀ" + (f" + {anatomy.head_bias}" if anatomy.head_bias else ""))
+    steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
+    lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
+    if vocab is None:
+        lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
+    return lines
+
+
+def main() -> None:
+    cli(prog_name="lmhead")

@@ -1,0 +1,53 @@
+"""What every format reader shares: ``TensorInfo`` and bounded positional reads."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One stored tensor, as its header describes it (no data read)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # the format's own name: "BF16", "F32", "Q4_K", ...
+    nbytes: int  # bytes on disk
+    file: Path
+    offset: int  # absolute byte offset of the data in ``file``
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def bits_per_param(self) -> float:
+        return 8 * self.nbytes / self.numel if self.numel else 0.0
+
+
+def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> np.ndarray:
+    """Read exactly ``nbytes`` at ``offset`` into a fresh uint8 buffer.
+
+    Positional reads (not mmap) keep resident memory bounded by the buffer:
+    pages of a memory map stay in the process's RSS once touched.
+    """
+    from ..errors import CheckpointError
+
+    buf = np.empty(nbytes, dtype=np.uint8)
+    view = memoryview(buf)
+    done = 0
+    while done < nbytes:
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise CheckpointError(path, f"file ends early: wanted {nbytes} bytes at offset {offset}")
+        done += got
+    return buf

@@ -1,0 +1,125 @@
+"""safetensors files: headers through the ``safetensors`` library, rows by ``pread``.
+
+The library's own parser validates each header (offsets in order and inside the
+file, byte lengths matching shape × dtype, a 100 MB header cap); we then read
+the validated JSON once more for the byte offsets, which its API does not
+expose, so that row ranges are read with positional reads and memory stays
+bounded by the chunk (see ``pread_exact``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+from safetensors import SafetensorError, safe_open
+
+from ..errors import CheckpointError
+from .base import TensorInfo, pread_exact
+
+# safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read)
+NUMPY_DTYPES: dict[str, np.dtype | None] = {
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
+    "F8_E4M3FNUZ": np.dtype(ml_dtypes.float8_e4m3fnuz),
+    "F8_E5M2FNUZ": np.dtype(ml_dtypes.float8_e5m2fnuz),
+    "C64": np.dtype(np.complex64),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U64": np.dtype(np.uint64),
+    "U32": np.dtype(np.uint32),
+    "U16": np.dtype(np.uint16),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+    "F4": None,
+    "F6_E2M3": None,
+    "F6_E3M2": None,
+}
+
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}
+
+
+def _validate(path: Path) -> None:
+    """Let the reference parser check the whole header; translate its errors once."""
+    try:
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except SafetensorError as exc:
+        raise CheckpointError(path, f"not a valid safetensors file: {_reason(str(exc))}") from exc
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+def _reason(message: str) -> str:
+    """safetensors' message without its boilerplate prefix, on one line."""
+    message = message.replace("Error while deserializing header: ", "")
+    return " ".join(message.split())
+
+
+class SafetensorsFile:
+    """One ``.safetensors`` file opened read-only."""
+
+    format = "safetensors"
+
+    def __init__(self, path: Path):
+        self.path = path
+        _validate(path)
+        self._fd = os.open(path, os.O_RDONLY)
+        self.metadata, self.tensors = self._read_header()
+
+    def _read_header(self) -> tuple[dict[str, str], list[TensorInfo]]:
+        (length,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
+        header = json.loads(os.pread(self._fd, length, 8))
+        metadata = header.pop("__metadata__", None) or {}
+        data_start = 8 + length
+        tensors = []
+        for name, entry in header.items():
+            begin, end = entry["data_offsets"]
+            tensors.append(
+                TensorInfo(
+                    name=name,
+                    shape=tuple(int(n) for n in entry["shape"]),
+                    dtype=entry["dtype"],
+                    nbytes=end - begin,
+                    file=self.path,
+                    offset=data_start + begin,
+                )
+            )
+        tensors.sort(key=lambda t: t.offset)
+        return metadata, tensors
+
+    def _numpy_dtype(self, info: TensorInfo) -> np.dtype:
+        dtype = NUMPY_DTYPES.get(info.dtype)
+        if dtype is None:
+            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
+        return dtype
+
+    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the first axis in the stored dtype."""
+        dtype = self._numpy_dtype(info)
+        inner = info.shape[1:]
+        row_bytes = math.prod(inner) * dtype.itemsize
+        buf = pread_exact(self._fd, (stop - start) * row_bytes, info.offset + start * row_bytes, self.path)
+        return buf.view(dtype).reshape((stop - start, *inner))
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly)."""
+        raw = self.read_raw_rows(info, start, stop)
+        if info.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
+        return raw.astype(np.float32)
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -1,0 +1,171 @@
+"""Hidden states from disk: .npy, .npz, .safetensors (and .pt through torch, weights only).
+
+Nothing is unpickled: numpy files load with ``allow_pickle=False``, so an
+object array is refused before any of its bytes are interpreted.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from .errors import HiddenStateError
+
+__all__ = ["HiddenStates", "load_hidden"]
+
+ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"}
+
+
+@dataclass(frozen=True)
+class HiddenStates:
+    """Hidden states as float32, with the meaning of each leading axis."""
+
+    path: Path
+    values: np.ndarray  # (..., d) float32
+    axes: tuple[str, ...]  # names of the leading axes: (), ("position",), ("batch", "position"), ("layer", "position"), ...
+    key: str | None = None
+
+    @property
+    def positions(self) -> int:
+        return self.values.shape[-2] if self.values.ndim >= 2 else 1
+
+
+def load_hidden(path: str | Path, hidden_size: int, key: str | None = None, layers: bool = False) -> HiddenStates:
+    """Load, validate the shape against ``hidden_size``, check for NaN/Inf, widen to float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise HiddenStateError(path, "no such file" if not path.exists() else "not a file")
+    array, key = _read(path, key)
+    values = _as_float32(path, array)
+    axes = _axes(path, values, hidden_size, layers)
+    _check_finite(path, values, axes)
+    return HiddenStates(path=path, values=values, axes=axes, key=key)
+
+
+def _read(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _read_npy(path), None
+    if suffix == ".npz":
+        return _read_npz(path, key)
+    if suffix == ".safetensors":
+        return _read_safetensors(path, key)
+    if suffix in (".pt", ".pth", ".bin"):
+        return _read_torch(path, key)
+    raise HiddenStateError(path, f"unsupported hidden-state file type {suffix or '(none)'}", hint="use .npy, .npz or .safetensors")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled") from exc
+        raise HiddenStateError(path, f"not a valid .npy file: {_one_line(exc)}") from exc
+    except (OSError, EOFError) as exc:
+        raise HiddenStateError(path, f"not a valid .npy file: {_one_line(exc)}") from exc
+
+
+def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, str]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            name = _choose_key(path, list(archive.files), key)
+            return archive[name], name
+    except HiddenStateError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled") from exc
+        raise HiddenStateError(path, f"not a valid .npz file: {_one_line(exc)}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise HiddenStateError(path, f"not a valid .npz file: {_one_line(exc)}") from exc
+
+
+def _read_safetensors(path: Path, key: str | None) -> tuple[np.ndarray, str]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            name = _choose_key(path, list(f.keys()), key)
+            return f.get_tensor(name), name
+    except SafetensorError as exc:
+        raise HiddenStateError(path, f"not a valid safetensors file: {_one_line(exc)}") from exc
+
+
+def _read_torch(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+    try:
+        import torch
+    except ImportError:
+        raise HiddenStateError(path, "reading .pt files needs PyTorch", hint="pip install torch, or save the states with numpy.save") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad or unsafe file
+        raise HiddenStateError(path, f"cannot load with weights_only=True: {_one_line(exc)}") from exc
+    if isinstance(obj, dict):
+        name = _choose_key(path, [k for k in obj if isinstance(obj[k], torch.Tensor)], key)
+        obj = obj[name]
+    elif isinstance(obj, (list, tuple)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
+        obj = torch.stack(list(obj))  # a tuple of per-layer states, as output_hidden_states gives
+        name = None
+    else:
+        name = None
+    if not isinstance(obj, torch.Tensor):
+        raise HiddenStateError(path, f"holds a {type(obj).__name__}, not a tensor")
+    return obj.detach().float().numpy(), name
+
+
+def _choose_key(path: Path, keys: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in keys:
+            raise HiddenStateError(path, f"no array named {key!r} (has: {', '.join(keys) or 'none'})")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise HiddenStateError(path, "holds no arrays")
+    raise HiddenStateError(path, f"holds several arrays ({', '.join(keys)}); pick one with --key")
+
+
+def _as_float32(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2 and array.dtype.fields is None:
+        # np.save writes an ml_dtypes bfloat16 array as raw 2-byte records ('|V2').
+        array = array.view(ml_dtypes.bfloat16)
+    if array.dtype.kind != "f" and array.dtype.name not in ML_FLOATS:
+        raise HiddenStateError(path, f"dtype {array.dtype} is not a floating-point type; hidden states are floats")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _axes(path: Path, values: np.ndarray, hidden_size: int, layers: bool) -> tuple[str, ...]:
+    if values.ndim == 0 or values.shape[-1] != hidden_size:
+        last = values.shape[-1] if values.ndim else "a scalar"
+        raise HiddenStateError(
+            path, f"last dimension is {last}, but the model's hidden size is {hidden_size} (shape {list(values.shape)})"
+        )
+    if layers:
+        shapes = {3: ("layer", "position"), 4: ("layer", "batch", "position")}
+        expected = "(L, T, d) or (L, B, T, d)"
+    else:
+        shapes = {1: (), 2: ("position",), 3: ("batch", "position")}
+        expected = "(d,), (T, d) or (B, T, d); with --layers (L, T, d)"
+    if values.ndim not in shapes:
+        raise HiddenStateError(path, f"shape {list(values.shape)} has {values.ndim} dimensions; expected {expected}")
+    return shapes[values.ndim]
+
+
+def _check_finite(path: Path, values: np.ndarray, axes: tuple[str, ...]) -> None:
+    bad = ~np.isfinite(values).all(axis=-1)  # (...,) one flag per state vector
+    if not bad.any():
+        return
+    where = np.argwhere(bad) if bad.ndim else np.zeros((1, 0), dtype=int)
+    shown = [", ".join(f"{a} {i}" for a, i in zip(axes, idx)) or "the vector" for idx in where[:5]]
+    more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+    raise HiddenStateError(path, f"NaN or Inf in {len(where)} state(s): {'; '.join(shown)}{more}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())[:200]

@@ -1,0 +1,135 @@
+"""Next-token predictions for a file of hidden states: positions, targets, summaries.
+
+Glue between ``hidden`` (what the states are), ``head.project`` (the math) and
+the renderers: it selects positions, lines up targets (position i predicts
+token i+1), runs one streamed pass over the head for every state at once
+(all layers and batch rows together) and lays the results back out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anatomy import HeadAnatomy
+from .checkpoint import Checkpoint
+from .errors import HiddenStateError, TokenizerError
+from .head import TopK, project
+from .hidden import HiddenStates
+
+__all__ = ["Predictions", "Summary", "predict", "select_positions", "targets_from_text", "targets_from_ids"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean negative log-likelihood of the targets over one sequence (one layer / batch row)."""
+
+    coords: dict[str, int]
+    count: int
+    nll: float
+    perplexity: float
+    top1_accuracy: float
+
+
+@dataclass(frozen=True)
+class Predictions:
+    axes: tuple[str, ...]  # leading axes of ``coords``, e.g. ("layer", "position")
+    coords: list[dict[str, int]]  # one per state, in order; positions are the file's own indices
+    topk: TopK
+    norm_applied: bool
+
+    def summaries(self) -> list[Summary]:
+        t = self.topk
+        if t.target_ids is None:
+            return []
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(self.coords):
+            key = tuple((a, v) for a, v in c.items() if a != "position")
+            groups.setdefault(key, []).append(i)
+        out = []
+        for key, rows in groups.items():
+            rows = [r for r in rows if t.target_ids[r] >= 0]
+            if not rows:
+                continue
+            nll = float(np.mean(-np.log(np.maximum(t.target_probs[rows], 1e-300))))
+            acc = float(np.mean(t.target_ranks[rows] == 1))
+            out.append(Summary(dict(key), len(rows), nll, math.exp(nll), acc))
+        return out
+
+
+def select_positions(spec: str | None, count: int) -> list[int]:
+    """``"0,5,-1"`` -> [0, 5, count-1]; None -> every position."""
+    if not spec:
+        return list(range(count))
+    chosen = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if ":" in part:
+                chosen.extend(range(count)[slice(*(int(p) if p else None for p in part.split(":")))])
+                continue
+            i = int(part)
+        except ValueError:
+            raise HiddenStateError(None, f"--positions: {part!r} is not an integer or a start:stop range") from None
+        if not -count <= i < count:
+            raise HiddenStateError(None, f"--positions: {i} is outside the {count} positions in the file")
+        chosen.append(i % count)
+    return list(dict.fromkeys(chosen))
+
+
+def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndarray:
+    """Next-token ids per position: T of them, or T-1 (the last position then has none)."""
+    ids = [int(i) for i in ids]
+    if len(ids) == positions - 1:
+        ids.append(-1)
+    if len(ids) != positions:
+        raise HiddenStateError(
+            None, f"{source} gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})"
+        )
+    return np.asarray(ids, dtype=np.int64)
+
+
+def targets_from_text(tokens: Sequence[int], positions: int) -> np.ndarray:
+    """Position i's target is token i+1 of the text: T tokens (the last has no target) or T+1."""
+    if len(tokens) not in (positions, positions + 1):
+        raise TokenizerError(
+            None,
+            f"--text encodes to {len(tokens)} tokens, but the hidden states have {positions} positions "
+            f"(expected {positions} or {positions + 1} tokens)",
+        )
+    nxt = list(tokens[1:]) + ([-1] if len(tokens) == positions else [])
+    return np.asarray(nxt, dtype=np.int64)
+
+
+def predict(
+    ckpt: Checkpoint,
+    anatomy: HeadAnatomy,
+    hidden: HiddenStates,
+    k: int = 10,
+    *,
+    positions: list[int] | None = None,
+    targets: np.ndarray | None = None,
+    norm: bool = True,
+    vocab_limit: int | None = None,
+    chunk_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Predictions:
+    values = hidden.values if hidden.values.ndim > 1 else hidden.values[None, :]  # (..., T, d)
+    axes = hidden.axes if hidden.axes else ("position",)
+    positions = list(range(values.shape[-2])) if positions is None else positions
+    values = values[..., positions, :]  # (..., P, d)
+    leading = values.shape[:-1]
+    flat = values.reshape(-1, values.shape[-1])  # (N, d)
+    flat_targets = None
+    if targets is not None:
+        flat_targets = np.broadcast_to(targets[positions], leading).reshape(-1)  # same targets for every layer / batch row
+    coords = [
+        {a: (positions[i] if a == "position" else i) for a, i in zip(axes, idx)} for idx in np.ndindex(*leading)
+    ]
+    result = project(
+        ckpt, anatomy, flat, k, norm=norm, targets=flat_targets, vocab_limit=vocab_limit, chunk_rows=chunk_rows, progress=progress
+    )
+    return Predictions(axes=axes, coords=coords, topk=result, norm_applied=norm and anatomy.final_norm is not None)

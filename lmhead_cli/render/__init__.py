@@ -1,0 +1,122 @@
+"""Everything a person or a script sees: rich tables on a terminal, plain text in a pipe, JSON.
+
+Only this module imports rich. Builders return renderables or plain dicts;
+``emit`` prints once. Strings from checkpoints (tensor and token names) go
+into ``Text`` objects, never into markup, so they cannot style the output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import LmheadError
+
+PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
+
+
+def stdout_console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False)
+    return console
+
+
+def emit(renderable: RenderableType) -> None:
+    console = stdout_console()
+    if not console.is_terminal:
+        _plain(renderable)
+    console.print(renderable)
+
+
+def _plain(renderable: RenderableType) -> None:
+    """Tables without box drawing when stdout is not a terminal: easy to grep and cut."""
+    items = renderable.renderables if isinstance(renderable, Group) else [renderable]
+    for item in items:
+        if isinstance(item, Table):
+            item.box = None
+            item.show_edge = False
+            item.pad_edge = False
+        if isinstance(item, Panel):
+            item.box = box.ASCII
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def error(exc: LmheadError) -> None:
+    console = Console(stderr=True, highlight=False)
+    console.print(Text(f"error: {exc.message}", style="bold red"), soft_wrap=True)
+    if exc.hint:
+        console.print(Text(f"hint: {exc.hint}", style="dim"), soft_wrap=True)
+
+
+def internal_error(exc: BaseException) -> None:
+    console = Console(stderr=True, highlight=False)
+    console.print(Text(f"error: internal error: {type(exc).__name__}: {exc}", style="bold red"), soft_wrap=True)
+    console.print(Text("hint: rerun with --debug for a traceback, and please report it", style="dim"), soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    Console(stderr=True, highlight=False).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr when it is a terminal; a no-op otherwise."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    with Progress(
+        Text(description), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "-"

@@ -1,0 +1,113 @@
+"""``lmhead count``: the parameter table and its JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group as RichGroup
+from rich.table import Table
+from rich.text import Text
+
+from ..anatomy import HeadAnatomy
+from ..census import Census
+from ..checkpoint import Checkpoint
+from . import human_bytes, human_count, percent
+
+LABELS = {
+    "embedding": "token embedding",
+    "head": "LM head",
+    "final_norm": "final norm",
+    "blocks": "transformer blocks",
+    "other": "other",
+}
+
+
+def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, Any]:
+    return {
+        "checkpoint": str(ckpt.path),
+        "format": ckpt.format,
+        "files": [str(p) for p in ckpt.files],
+        "architecture": anatomy.architecture,
+        "total_params": c.total_params,
+        "total_bytes": c.total_bytes,
+        "embedding_params": c.embedding_params,
+        "head_params": c.head_params,
+        "head_stored_params": c.head_stored_params,
+        "head_bytes": c.head_bytes,
+        "head_stored_bytes": c.head_stored_bytes,
+        "head_share": c.head_share,
+        "tied": c.tied,
+        "tie_source": anatomy.tie_source,
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_layers,
+        "embedding": anatomy.embedding,
+        "head": anatomy.head,
+        "head_bias": anatomy.head_bias,
+        "final_norm": _norm_json(anatomy),
+        "groups": [
+            {
+                "name": g.name,
+                "params": g.params,
+                "bytes": g.nbytes,
+                "tensors": g.tensors,
+                "dtypes": list(g.dtypes),
+                **({"layers": g.layers} if g.layers is not None else {}),
+                **({"note": g.note} if g.note else {}),
+            }
+            for g in c.groups
+        ],
+        "buffers_skipped": list(c.buffers_skipped),
+        "tokenizer_vocab": c.tokenizer_vocab,
+        "padded_rows": c.padded_rows,
+        "notes": list(ckpt.notes) + list(anatomy.problems),
+    }
+
+
+def _norm_json(anatomy: HeadAnatomy) -> dict[str, Any] | None:
+    n = anatomy.final_norm
+    if n is None:
+        return None
+    return {"kind": n.kind, "eps": n.eps, "weight": n.weight, "bias": n.bias, "eps_source": n.eps_source}
+
+
+def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
+    title = Text(f"{ckpt.path}  ({anatomy.architecture or 'unknown architecture'}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold")
+    table = Table()
+    table.add_column("group")
+    table.add_column("params", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("dtype")
+    table.add_column("bytes", justify="right")
+    table.add_column("tensors", justify="right")
+    for g in c.groups:
+        label = LABELS[g.name] + (f" ({g.layers} layer{'s' * (g.layers > 1)})" if g.layers else "")
+        params = f"{g.params:,}"
+        if g.name == "head" and c.tied:
+            params += " (tied)"
+        table.add_row(Text(label), params, percent(g.params, c.total_params), ", ".join(g.dtypes) or "-", human_bytes(g.nbytes), str(g.tensors))
+    table.add_section()
+    table.add_row("total", f"{c.total_params:,}", "100%", "", human_bytes(c.total_bytes), str(sum(g.tensors for g in c.groups)))
+    return RichGroup(title, table, *_summary(ckpt, anatomy, c))
+
+
+def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
+    matrix = ckpt.tensors[anatomy.head_matrix]
+    lines = [
+        Text(f"V = {c.vocab_size:,}   d = {c.hidden_size:,}   {'tied' if c.tied else 'untied'} ({anatomy.tie_source})"),
+        Text(
+            f"LM head: {human_count(c.head_params)} parameters = {percent(c.head_params, c.total_params)} of the model; "
+            f"{human_bytes(c.head_bytes)} as {matrix.dtype}"
+            + (f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself" if not c.tied else "; stored once, shared with the embedding")
+        ),
+    ]
+    if c.tokenizer_vocab is not None:
+        if c.padded_rows:
+            lines.append(Text(f"vocabulary: {c.padded_rows:,} head rows are padding beyond the tokenizer's {c.tokenizer_vocab:,} tokens"))
+        else:
+            lines.append(Text(f"vocabulary: tokenizer has {c.tokenizer_vocab:,} tokens for {c.vocab_size:,} head rows"))
+    if c.buffers_skipped:
+        lines.append(Text(f"skipped {len(c.buffers_skipped)} buffer tensor(s) that are not parameters (e.g. {c.buffers_skipped[0]})", style="dim"))
+    for note in list(ckpt.notes) + list(anatomy.problems):
+        lines.append(Text(f"note: {note}", style="yellow"))
+    return lines

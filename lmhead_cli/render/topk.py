@@ -1,0 +1,133 @@
+"""``lmhead topk``: a table per position, the logit-lens grid, and JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..predict import Predictions
+from ..tokens import Vocabulary
+
+
+def _token(vocab: Vocabulary | None, token_id: int) -> str:
+    return vocab.token(token_id) if vocab else f"#{token_id}"
+
+
+def topk_json(p: Predictions, vocab: Vocabulary | None, meta: dict[str, Any]) -> dict[str, Any]:
+    t = p.topk
+    rows = []
+    for i, coords in enumerate(p.coords):
+        entry: dict[str, Any] = dict(coords)
+        entry["top"] = [
+            {
+                "token_id": int(tid),
+                "token": vocab.text(int(tid)) if vocab else None,
+                "logit": float(t.logits[i, j]),
+                "prob": float(t.probs[i, j]),
+            }
+            for j, tid in enumerate(t.ids[i])
+        ]
+        if t.target_ids is not None and t.target_ids[i] >= 0:
+            tid = int(t.target_ids[i])
+            entry["target"] = {
+                "token_id": tid,
+                "token": vocab.text(tid) if vocab else None,
+                "rank": int(t.target_ranks[i]),
+                "logit": float(t.target_logits[i]),
+                "prob": float(t.target_probs[i]),
+            }
+        rows.append(entry)
+    data = dict(meta)
+    data["norm_applied"] = p.norm_applied
+    data["masked_rows"] = t.masked_rows
+    data["positions"] = rows
+    summaries = p.summaries()
+    if summaries:
+        data["summary"] = [{**s.coords, "count": s.count, "nll": s.nll, "perplexity": s.perplexity, "top1_accuracy": s.top1_accuracy} for s in summaries]
+    return data
+
+
+def topk_view(p: Predictions, vocab: Vocabulary | None, header: list[Text]) -> Group:
+    t = p.topk
+    parts: list[Any] = list(header)
+    for i, coords in enumerate(p.coords):
+        title = Text("  ".join(f"{a} {v}" for a, v in coords.items()), style="bold")
+        if t.target_ids is not None and t.target_ids[i] >= 0:
+            tid = int(t.target_ids[i])
+            title.append(f"   next: {_token(vocab, tid)} (id {tid}) rank {int(t.target_ranks[i])}, p={t.target_probs[i]:.4f}", style="cyan")
+        table = Table()
+        table.add_column("rank", justify="right")
+        table.add_column("token")
+        table.add_column("id", justify="right")
+        table.add_column("logit", justify="right")
+        table.add_column("prob", justify="right")
+        for j, tid in enumerate(t.ids[i]):
+            hit = t.target_ids is not None and tid == t.target_ids[i]
+            table.add_row(str(j + 1), Text(_token(vocab, int(tid))), str(int(tid)), f"{t.logits[i, j]:.4f}", f"{t.probs[i, j]:.4f}", style="cyan" if hit else None)
+        parts.extend([title, table])
+    parts.extend(_summary_lines(p))
+    return Group(*parts)
+
+
+def _summary_lines(p: Predictions) -> list[Text]:
+    lines = []
+    for s in p.summaries():
+        where = ", ".join(f"{a} {v}" for a, v in s.coords.items())
+        lines.append(
+            Text(
+                f"targets{' (' + where + ')' if where else ''}: {s.count} positions, mean NLL {s.nll:.4f} nats, "
+                f"perplexity {s.perplexity:.3f}, top-1 accuracy {100 * s.top1_accuracy:.1f}%"
+            )
+        )
+    return lines
+
+
+def _prob_style(prob: float) -> str:
+    """Brighter as the prediction firms up."""
+    if prob >= 0.5:
+        return "bold black on green"
+    if prob >= 0.2:
+        return "black on yellow"
+    if prob >= 0.05:
+        return "white on dark_orange3"
+    return "dim"
+
+
+def lens_view(p: Predictions, vocab: Vocabulary | None, header: list[Text], inputs: list[int] | None) -> Group:
+    """Rows are layers, columns positions; each cell the top-1 token and its probability."""
+    t = p.topk
+    layers = sorted({c["layer"] for c in p.coords})
+    positions = list(dict.fromkeys(c["position"] for c in p.coords))
+    batches = sorted({c.get("batch", 0) for c in p.coords})
+    parts: list[Any] = list(header)
+    index = {tuple(sorted(c.items())): i for i, c in enumerate(p.coords)}
+    for b in batches:
+        parts.append(Text(f"logit lens: top-1 per layer and position{f' (batch {b})' if len(batches) > 1 else ''}", style="bold"))
+        table = Table()
+        table.add_column("layer", justify="right")
+        for pos in positions:
+            head = f"{pos}"
+            if inputs is not None and pos < len(inputs):
+                head += f"\n{_token(vocab, inputs[pos])}"
+            table.add_column(Text(head), justify="center")
+        for layer in layers:
+            cells = []
+            for pos in positions:
+                coords = {"layer": layer, "position": pos, **({"batch": b} if "batch" in p.axes else {})}
+                i = index[tuple(sorted(coords.items()))]
+                prob = float(t.probs[i, 0])
+                cells.append(Text(f"{_token(vocab, int(t.ids[i, 0]))}\n{prob:.2f}", style=_prob_style(prob)))
+            table.add_row(str(layer), *cells)
+        if t.target_ids is not None:
+            row = []
+            for pos in positions:
+                i = index[tuple(sorted({"layer": layers[-1], "position": pos, **({"batch": b} if "batch" in p.axes else {})}.items()))]
+                row.append(Text(_token(vocab, int(t.target_ids[i])) if t.target_ids[i] >= 0 else "", style="cyan"))
+            table.add_section()
+            table.add_row(Text("target", style="cyan"), *row)
+        parts.append(table)
+    parts.extend(_summary_lines(p))
+    return Group(*parts)

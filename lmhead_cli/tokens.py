@@ -1,0 +1,89 @@
+"""Token ids to strings a person can read, and texts to ids.
+
+Token strings come from the checkpoint (untrusted): whitespace and control
+characters are made visible so that a token can never move the cursor or
+change the terminal (rich markup is escaped later, in ``render``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TokenizerError
+
+__all__ = ["Vocabulary", "load_vocabulary", "visible"]
+
+PADDING = "⟨pad⟩"
+VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """Spaces as ␣, newlines and tabs escaped, every other control or format character as \\xNN / \\uNNNN."""
+    out = []
+    for ch in text:
+        if ch in VISIBLE:
+            out.append(VISIBLE[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass
+class Vocabulary:
+    """Decodes ids for display; ids the tokenizer does not know show as padding."""
+
+    source: str
+    size: int  # ids 0 .. size-1 are the tokenizer's (added tokens included)
+    _tokenizer: object = None
+    _tokens: list[str] | None = None
+
+    def is_padding(self, token_id: int) -> bool:
+        return self.text(token_id) is None
+
+    def text(self, token_id: int) -> str | None:
+        """The token as text (raw, untrusted); None for ids the tokenizer does not have."""
+        if token_id < 0 or token_id >= self.size:
+            return None
+        if self._tokens is not None:
+            return self._tokens[token_id]
+        raw = self._tokenizer.id_to_token(token_id)
+        if raw is None:
+            return None
+        text = self._tokenizer.decode([token_id], skip_special_tokens=False)
+        # A byte-level piece of a multi-byte character decodes to U+FFFD: show the piece itself.
+        return raw if (not text or "\ufffd" in text) else text
+
+    def token(self, token_id: int) -> str:
+        """The token for display: whitespace and control characters made visible."""
+        text = self.text(token_id)
+        return PADDING if text is None else visible(text)
+
+    def encode(self, text: str) -> list[int]:
+        if self._tokenizer is None:
+            raise TokenizerError(self.source, "this vocabulary cannot encode text (no tokenizer.json)")
+        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def load_vocabulary(path: str | Path) -> Vocabulary:
+    """Read a Hugging Face ``tokenizer.json`` with the tokenizers library."""
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for every failure
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TokenizerError(path, f"cannot read tokenizer: {reason}") from exc
+    return Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer)
+
+
+def vocabulary_from_tokens(source: str, tokens: list[str]) -> Vocabulary:
+    """A vocabulary from a list of token strings (GGUF ``tokenizer.ggml.tokens``)."""
+    return Vocabulary(source=source, size=len(tokens), _tokens=tokens)

@@ -107,6 +107,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         )
     bias = _head_bias(ckpt, conv, head_name, explain)
     tied, tie_source, config_tie = _tying(config, conv, arch, head_name, explain)
+    rescale = _rescale(config, conv, tied)
     matrix = emb if (tied or head_name is None) else head_name
     if matrix is None:  # tied by config but no embedding stored: the head stands in for it
         matrix, tied = head_name, False
@@ -128,7 +129,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         config_tie=config_tie,
         vocab_size=vocab,
         hidden_size=hidden,
-        pre_head_scale=hidden**-0.5 if (conv and conv.rescale_when_tied and tied) else None,
+        pre_head_scale=hidden**-0.5 if rescale else None,
         transforms=_transforms(config, conv, explain),
         aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
         other_prefixes=conv.other_prefixes if conv else (),
@@ -193,7 +194,13 @@ def _tying(
     """(tied, why, the config key's own value). Transformers' rule: the key, else the class default."""
     key = config.get("tie_word_embeddings") if config else None
     config_tie = key if isinstance(key, bool) else None
-    if config_tie is not None:
+    if config and conv and conv.rescale_key and conv.rescale_key in config:
+        tied = head is None
+        source = (
+            f"{arch} saved by transformers 5 ({conv.rescale_key} present): tie_word_embeddings is always true "
+            + ("and no head is stored" if tied else "but a stored head unties them")
+        )
+    elif config_tie is not None:
         source = f"config.json tie_word_embeddings={str(config_tie).lower()}"
         tied = config_tie
     elif config is not None and conv is not None:
@@ -207,6 +214,15 @@ def _tying(
         source = "no config; " + ("no head stored, so loaders reuse the embedding" if tied else "a head is stored")
     explain["tied"] = source
     return tied, source, config_tie
+
+
+def _rescale(config: dict[str, Any] | None, conv: Convention | None, tied: bool) -> bool:
+    """T5's hidden · d_model^-0.5 before the head: its own key in transformers 5, tying before."""
+    if not conv or not conv.rescale_when_tied:
+        return False
+    if conv.rescale_key and config and isinstance(config.get(conv.rescale_key), bool):
+        return config[conv.rescale_key]
+    return tied
 
 
 def _final_norm(ckpt: Checkpoint, conv: Convention | None, hidden: int, explain: dict[str, str]) -> FinalNorm | None:

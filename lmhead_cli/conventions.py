@@ -38,6 +38,9 @@ class Convention:
     tie_default: bool = False
     transforms: tuple[Transform, ...] = ()
     rescale_when_tied: bool = False  # T5: hidden · d_model^-0.5 before a tied head
+    # T5 as saved by transformers 5: this key decides the rescale, tie_word_embeddings is always
+    # true, and a stored head that differs from the embedding unties them (storage decides).
+    rescale_key: str | None = None
     aliases: tuple[str, ...] = ()  # tensors that are always the embedding matrix itself
     other_prefixes: tuple[str, ...] = ()  # blocks under these prefixes are not the decoder's (T5 encoder)
 
@@ -185,6 +188,7 @@ CONVENTIONS: dict[str, Convention] = {
         eps_default=1e-6,
         tie_default=True,
         rescale_when_tied=True,
+        rescale_key="scale_decoder_outputs",
         aliases=("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
         other_prefixes=("encoder.",),
     ),
@@ -231,6 +235,7 @@ BUFFER_PATTERNS = (
     r"\.attention\.masked_bias$",
     r"rotary_emb\.inv_freq$",
     r"\.position_ids$",
+    r"\.e_score_correction_bias$",  # DeepSeek-V3 router bias
 )
 
 # Fallback when no table entry fits: name patterns, most specific first.

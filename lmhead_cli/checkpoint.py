@@ -140,7 +140,7 @@ def _open_directory(directory: Path) -> Checkpoint:
     indexes = sorted(directory.glob("*" + INDEX_SUFFIX))
     preferred = directory / ("model" + INDEX_SUFFIX)
     if preferred in indexes or len(indexes) == 1:
-        return _open_index(preferred if preferred in indexes else indexes[0], directory)
+        return _open_index(preferred if preferred in indexes else indexes[0], directory, shown=directory)
     single = directory / "model.safetensors"
     if single.is_file():
         return _assemble(directory, [single], directory)
@@ -162,7 +162,7 @@ def _open_directory(directory: Path) -> Checkpoint:
     )
 
 
-def _open_index(index_path: Path, directory: Path) -> Checkpoint:
+def _open_index(index_path: Path, directory: Path, shown: Path | None = None) -> Checkpoint:
     index = _read_json(index_path, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
@@ -176,7 +176,7 @@ def _open_index(index_path: Path, directory: Path) -> Checkpoint:
         if not shard.is_file():
             raise CheckpointError(index_path, f"names shard {name!r}, which is missing")
         shards.append(directory / name)
-    ckpt = _assemble(index_path, shards, directory, index_path=index_path)
+    ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path)
     metadata = index.get("metadata")
     ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
     for tensor, shard in sorted(weight_map.items()):

@@ -164,6 +164,10 @@ def check_tying(ckpt: Path, head: str | None, embedding: str | None, full: bool,
 @click.option("--key", metavar="NAME", help="Array to use in an .npz / .safetensors with several.")
 @click.option("--no-norm", is_flag=True, help="States are already normalised (transformers' last hidden_states entry).")
 @click.option("--layers", is_flag=True, help="HIDDEN is a stack of every layer's states (L, T, d): show a logit-lens grid.")
+@click.option(
+    "--last-normed", is_flag=True, help="With --layers: the last entry is already normalised (transformers' output_hidden_states)."
+)
+@click.option("--include-padded", is_flag=True, help="Keep head rows beyond the tokenizer's vocabulary (masked by default).")
 @click.option("--positions", metavar="LIST", help="Positions to show, e.g. 0,5,-1 or 2:8.")
 @click.option("--targets", metavar="IDS|FILE.npy", help="Next-token ids per position (comma-separated or a .npy).")
 @click.option("--text", metavar="TEXT", help="The input text: position i's target is its token i+1.")
@@ -179,6 +183,8 @@ def topk(
     key: str | None,
     no_norm: bool,
     layers: bool,
+    last_normed: bool,
+    include_padded: bool,
     positions: str | None,
     targets: str | None,
     text: str | None,
@@ -204,6 +210,8 @@ def topk(
 
     if targets and text:
         raise click.UsageError("give --targets or --text, not both")
+    if last_normed and not layers:
+        raise click.UsageError("--last-normed goes with --layers")
     checkpoint, anatomy = _open(ckpt, head, embedding)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
@@ -217,15 +225,28 @@ def topk(
         target_ids = targets_from_text(inputs, states.positions)
     elif targets is not None:
         target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
+    limit = None
+    if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
+        limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
     with render.progress_bar("projecting", enabled=not json_ and anatomy.vocab_size * anatomy.hidden_size > 2**26) as progress:
         result = predict(
-            checkpoint, anatomy, states, k, positions=chosen, targets=target_ids, norm=not no_norm, chunk_rows=chunk_rows, progress=progress
+            checkpoint,
+            anatomy,
+            states,
+            k,
+            positions=chosen,
+            targets=target_ids,
+            norm=not no_norm,
+            last_normed=last_normed,
+            vocab_limit=limit,
+            chunk_rows=chunk_rows,
+            progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
     if json_:
         render.emit_json(topk_json(result, vocab, meta))
         return
-    header = _topk_header(checkpoint, anatomy, vocab, no_norm)
+    header = _topk_header(checkpoint, anatomy, vocab, no_norm, result.topk.masked_rows)
     view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
     render.emit(view)
 
@@ -245,7 +266,7 @@ def _parse_ids(spec: str) -> list[int]:
         raise click.BadParameter(f"{spec!r} is not a comma-separated list of ids", param_hint="--targets") from None
 
 
-def _topk_header(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool) -> list:
+def _topk_header(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int) -> list:
     from rich.text import Text
 
     norm = anatomy.final_norm
@@ -261,6 +282,8 @@ def _topk_header(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | Non
     lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
     if vocab is None:
         lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
+    if masked:
+        lines.append(Text(f"masked {masked} padded head rows beyond the tokenizer's {vocab.size} tokens (--include-padded keeps them)", style="dim"))
     return lines
 
 

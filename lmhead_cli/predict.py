@@ -17,7 +17,7 @@ import numpy as np
 from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .errors import HiddenStateError, TokenizerError
-from .head import TopK, project
+from .head import TopK, normalise, project
 from .hidden import HiddenStates
 
 __all__ = ["Predictions", "Summary", "predict", "select_positions", "targets_from_text", "targets_from_ids"]
@@ -113,10 +113,12 @@ def predict(
     positions: list[int] | None = None,
     targets: np.ndarray | None = None,
     norm: bool = True,
+    last_normed: bool = False,
     vocab_limit: int | None = None,
     chunk_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Predictions:
+    """Top-k for every selected state; ``last_normed``: a layer stack whose last entry is already normalised."""
     values = hidden.values if hidden.values.ndim > 1 else hidden.values[None, :]  # (..., T, d)
     axes = hidden.axes if hidden.axes else ("position",)
     positions = list(range(values.shape[-2])) if positions is None else positions
@@ -129,7 +131,13 @@ def predict(
     coords = [
         {a: (positions[i] if a == "position" else i) for a, i in zip(axes, idx)} for idx in np.ndindex(*leading)
     ]
+    if norm and last_normed and axes[0] == "layer":
+        # transformers' output_hidden_states: the final entry is after the final norm already.
+        per_layer = flat.reshape(values.shape[0], -1, flat.shape[-1])  # (L, rest, d)
+        per_layer[:-1] = normalise(ckpt, anatomy, per_layer[:-1].reshape(-1, flat.shape[-1])).reshape(per_layer[:-1].shape)
+        flat, norm = per_layer.reshape(flat.shape), False
     result = project(
         ckpt, anatomy, flat, k, norm=norm, targets=flat_targets, vocab_limit=vocab_limit, chunk_rows=chunk_rows, progress=progress
     )
-    return Predictions(axes=axes, coords=coords, topk=result, norm_applied=norm and anatomy.final_norm is not None)
+    normed = (norm or last_normed) and anatomy.final_norm is not None
+    return Predictions(axes=axes, coords=coords, topk=result, norm_applied=normed)

@@ -33,6 +33,25 @@ def visible(text: str) -> str:
     return "".join(out)
 
 
+def _gpt2_byte_alphabet() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character for each byte (GPT-2's published table)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = [b for b in range(256) if b not in printable]
+    chars = printable + [256 + i for i in range(len(extra))]
+    return {chr(c): b for c, b in zip(chars, printable + extra)}
+
+
+BYTE_ALPHABET = _gpt2_byte_alphabet()
+
+
+def _byte_level_bytes(raw: str) -> str | None:
+    """A byte-level token as text, with bytes that are not UTF-8 on their own as \\xNN."""
+    if not raw or any(ch not in BYTE_ALPHABET for ch in raw):
+        return None
+    data = bytes(BYTE_ALPHABET[ch] for ch in raw)
+    return data.decode("utf-8", errors="backslashreplace")
+
+
 @dataclass
 class Vocabulary:
     """Decodes ids for display; ids the tokenizer does not know show as padding."""
@@ -55,8 +74,10 @@ class Vocabulary:
         if raw is None:
             return None
         text = self._tokenizer.decode([token_id], skip_special_tokens=False)
-        # A byte-level piece of a multi-byte character decodes to U+FFFD: show the piece itself.
-        return raw if (not text or "\ufffd" in text) else text
+        if text and "\ufffd" not in text:
+            return text
+        # Part of a multi-byte character: show its bytes (\xNN) rather than U+FFFD.
+        return _byte_level_bytes(raw) or raw
 
     def token(self, token_id: int) -> str:
         """The token for display: whitespace and control characters made visible."""

@@ -106,7 +106,10 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
             hint="name them with --embedding NAME and --head NAME (see the tensor list with --explain)",
         )
     bias = _head_bias(ckpt, conv, head_name, explain)
-    tied, tie_source, config_tie = _tying(config, conv, arch, head_name, explain)
+    aliased = _shares_storage(ckpt, emb, head_name)
+    tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name, explain)
+    if aliased and config is None:
+        tie_source = explain["tied"] = f"no config; {head_name} shares storage with {emb} (tied by storage)"
     rescale = _rescale(config, conv, tied)
     matrix = emb if (tied or head_name is None) else head_name
     if matrix is None:  # tied by config but no embedding stored: the head stands in for it
@@ -171,6 +174,14 @@ def _pick(
             return name
     explain[role] = "not found"
     return None
+
+
+def _shares_storage(ckpt: Checkpoint, emb: str | None, head: str | None) -> bool:
+    """Two names over the same bytes (a PyTorch state dict of a tied model)."""
+    if emb is None or head is None:
+        return False
+    a, b = ckpt.tensors[emb], ckpt.tensors[head]
+    return (a.file, a.offset, a.nbytes) == (b.file, b.offset, b.nbytes)
 
 
 def _head_bias(ckpt: Checkpoint, conv: Convention | None, head: str | None, explain: dict[str, str]) -> str | None:

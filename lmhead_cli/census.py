@@ -117,9 +117,9 @@ def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
     note = None
     if name == "head" and anatomy.tied:
         weight = next((i for i in infos if i.name == anatomy.head), None)
-        if weight is not None:  # stored, yet the config ties: loaders use the embedding
+        if weight is not None:  # stored, yet tied: loaders use the embedding
             params -= weight.numel
-            note = f"{weight.name} is stored but the config ties it to the embedding"
+            note = f"{weight.name} is stored but tied to the embedding"
         else:
             note = f"tied: uses {anatomy.embedding}"
     layers = None

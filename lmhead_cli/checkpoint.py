@@ -22,6 +22,8 @@ from .formats.base import TensorInfo
 __all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
 
 INDEX_SUFFIX = ".safetensors.index.json"
+TORCH_INDEX = "pytorch_model.bin.index.json"
+TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 SAFETENSORS_MAGIC_MAX_HEADER = 100_000_000
 
 
@@ -93,17 +95,25 @@ class Checkpoint:
         self.close()
 
 
-def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Open ``path`` read-only and list its tensors from headers."""
+def open_checkpoint(path: str | Path, revision: str | None = None) -> Checkpoint:
+    """Open ``path`` read-only and list its tensors from headers.
+
+    ``path`` may also be a Hugging Face repo id (``org/name``) already in the
+    local cache; ``revision`` picks a branch, tag or commit there.
+    """
     path = Path(path)
     if not path.exists():
+        from .hub import looks_like_repo_id, resolve_cached
+
+        if looks_like_repo_id(str(path)):
+            return open_checkpoint(resolve_cached(str(path), revision))
         raise CheckpointError(path, "no such file or directory")
     if path.is_dir():
         return _open_directory(path)
     if path.name.endswith(INDEX_SUFFIX) or path.name.endswith(".index.json"):
         return _open_index(path, path.parent)
     kind = _sniff(path)
-    if kind == "safetensors":
+    if kind in ("safetensors", "pytorch"):
         return _assemble(path, [path], path.parent)
     if kind == "gguf":
         from .formats.gguf import open_gguf
@@ -131,8 +141,8 @@ def _sniff(path: Path) -> str:
         return "safetensors"
     if len(head) >= 9 and int.from_bytes(head[:8], "little") < SAFETENSORS_MAGIC_MAX_HEADER and head[8:9] == b"{":
         return "safetensors"
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "a pickle or zip archive (PyTorch?)"
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return "pytorch"
     return f"unrecognised content in a {path.suffix or 'suffix-less'} file"
 
 
@@ -147,6 +157,12 @@ def _open_directory(directory: Path) -> Checkpoint:
     files = sorted(directory.glob("*.safetensors"))
     if files:
         return _assemble(directory, files, directory)
+    if (directory / TORCH_INDEX).is_file():
+        return _open_index(directory / TORCH_INDEX, directory, shown=directory)
+    torch_files = [p for p in sorted(directory.iterdir()) if p.suffix in TORCH_SUFFIXES and p.is_file()]
+    preferred_torch = directory / "pytorch_model.bin"
+    if preferred_torch in torch_files or len(torch_files) == 1:
+        return _assemble(directory, [preferred_torch if preferred_torch in torch_files else torch_files[0]], directory)
     ggufs = sorted(directory.glob("*.gguf"))
     if len(ggufs) == 1:
         from .formats.gguf import open_gguf
@@ -189,13 +205,21 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     return ckpt
 
 
-def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
-    from .formats.safetensors import SafetensorsFile
+def _reader(file: Path) -> Reader:
+    if file.suffix == ".safetensors" or _sniff(file) == "safetensors":
+        from .formats.safetensors import SafetensorsFile
 
+        return SafetensorsFile(file)
+    from .formats.torch import TorchFile
+
+    return TorchFile(file)
+
+
+def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
     readers: dict[Path, Reader] = {}
     tensors: dict[str, TensorInfo] = {}
     for file in files:
-        reader = SafetensorsFile(file)
+        reader = _reader(file)
         readers[file] = reader
         for info in reader.tensors:
             if info.name in tensors:
@@ -209,7 +233,7 @@ def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path |
     tokenizer = directory / "tokenizer.json"
     return Checkpoint(
         path=path,
-        format="safetensors",
+        format=next(iter(readers.values())).format,
         tensors=tensors,
         readers=readers,
         config=config,

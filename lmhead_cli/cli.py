@@ -60,6 +60,9 @@ ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type
 
 
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache.")(
+        command
+    )
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
     return command
@@ -68,8 +71,8 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
 json_option = click.option("--json", "json_", is_flag=True, help="One JSON object on stdout, for scripts.")
 
 
-def _open(ckpt_path: Path, head: str | None, embedding: str | None) -> tuple[Checkpoint, HeadAnatomy]:
-    ckpt = open_checkpoint(ckpt_path)
+def _open(ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None) -> tuple[Checkpoint, HeadAnatomy]:
+    ckpt = open_checkpoint(ckpt_path, revision=revision)
     return ckpt, locate_head(ckpt, head=head, embedding=embedding)
 
 
@@ -88,8 +91,9 @@ def cli(debug: bool) -> None:
     """Inspect the output layer (LM head) of a language-model checkpoint.
 
     \b
-    CKPT is a Hugging Face model folder (single or sharded safetensors),
-    a .safetensors file, or a *.safetensors.index.json.
+    CKPT is a Hugging Face model folder (safetensors or PyTorch, single or
+    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, or
+    a repo id (org/name) already in the local Hugging Face cache.
 
     \b
     Examples:
@@ -105,7 +109,7 @@ def cli(debug: bool) -> None:
 @click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to size the vocabulary (default: beside CKPT).")
 @json_option
 @handle_errors
-def count(ckpt: Path, head: str | None, embedding: str | None, tokenizer: Path | None, json_: bool) -> None:
+def count(ckpt: Path, head: str | None, embedding: str | None, revision: str | None, tokenizer: Path | None, json_: bool) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
     Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
@@ -118,7 +122,7 @@ def count(ckpt: Path, head: str | None, embedding: str | None, tokenizer: Path |
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
     vocab = _vocabulary(checkpoint, tokenizer)
     result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     if json_:
@@ -134,7 +138,9 @@ def count(ckpt: Path, head: str | None, embedding: str | None, tokenizer: Path |
 @click.option("--expect", type=click.Choice(["tied", "untied"]), help="Exit 1 when the verdict differs (for release pipelines).")
 @json_option
 @handle_errors
-def check_tying(ckpt: Path, head: str | None, embedding: str | None, full: bool, expect: str | None, json_: bool) -> None:
+def check_tying(
+    ckpt: Path, head: str | None, embedding: str | None, revision: str | None, full: bool, expect: str | None, json_: bool
+) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
 
     Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input.
@@ -147,7 +153,7 @@ def check_tying(ckpt: Path, head: str | None, embedding: str | None, full: bool,
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
     report = diagnose_tying(checkpoint, anatomy, full=full)
     if json_:
         emit_json(tying_json(checkpoint, report, expect))
@@ -192,6 +198,7 @@ def topk(
     chunk_rows: int | None,
     head: str | None,
     embedding: str | None,
+    revision: str | None,
     json_: bool,
 ) -> None:
     """Top-k next-token predictions from hidden states: FinalNorm(h) · Wᵀ (+ b).
@@ -212,7 +219,7 @@ def topk(
         raise click.UsageError("give --targets or --text, not both")
     if last_normed and not layers:
         raise click.UsageError("--last-normed goes with --layers")
-    checkpoint, anatomy = _open(ckpt, head, embedding)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     chosen = select_positions(positions, states.positions)

@@ -64,11 +64,11 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -
     emb = ckpt.tensors.get(anatomy.embedding) if anatomy.embedding else None
     head = ckpt.tensors.get(anatomy.head) if anatomy.head else None
     relation = _shape_relation(emb, head)
-    aliased = bool(emb and head and (emb.file, emb.offset, emb.nbytes) == (head.file, head.offset, head.nbytes))
+    aliased = _aliased(emb, head)
     comparison = None
-    if emb and head and relation == "same":
+    if emb and head and relation == "same" and not aliased:
         comparison = compare_values(ckpt, emb, head, full=full)
-    identical = None if comparison is None else comparison.identical
+    identical = True if aliased else (None if comparison is None else comparison.identical)
     config_present = ckpt.config is not None
     tied = _verdict_tied(anatomy, config_present, head, identical, aliased)
     problems, notes = _findings(anatomy, config_present, emb, head, relation, identical, ckpt)
@@ -138,13 +138,19 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
             f"untied, but {head.name} holds exactly the values of {emb.name}: tying would save "
             f"{head.numel:,} parameters ({head.nbytes:,} bytes)"
         )
-    if says_tied and head is not None and identical:
+    if says_tied and head is not None and identical and not _aliased(emb, head):
         notes.append(f"{head.name} is stored although tied; it equals the embedding, so loaders agree ({head.nbytes:,} bytes redundant)")
+    if _aliased(emb, head):
+        notes.append(f"{head.name} and {emb.name} share one storage in the file: tied by storage")
     if emb is not None and head is not None and emb.dtype != head.dtype:
         notes.append(f"embedding is {emb.dtype}, head is {head.dtype}; values were compared after widening")
     if relation == "transposed":
         notes.append(f"{head.name} is stored transposed {list(head.shape)} relative to {emb.name}; values not compared")
     return problems, notes
+
+
+def _aliased(emb: TensorInfo | None, head: TensorInfo | None) -> bool:
+    return bool(emb and head and (emb.file, emb.offset, emb.nbytes) == (head.file, head.offset, head.nbytes))
 
 
 def _verdict_line(tied: bool, config_present: bool, head, identical, problems: list[str]) -> str:

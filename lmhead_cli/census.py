@@ -14,7 +14,7 @@ from .checkpoint import Checkpoint
 from .conventions import BLOCK_PATTERN
 from .formats.base import TensorInfo
 
-__all__ = ["Census", "Group", "census"]
+__all__ = ["Census", "DtypeCount", "Group", "census"]
 
 GROUP_ORDER = ("embedding", "head", "final_norm", "blocks", "other")
 
@@ -28,6 +28,14 @@ class Group:
     dtypes: tuple[str, ...]
     layers: int | None = None
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class DtypeCount:
+    dtype: str
+    stored_params: int  # every parameter tensor on disk (a tied head stored anyway counts)
+    effective_params: int  # as the loaded model has them: a tied matrix once
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,10 @@ class Census:
     num_layers: int
     groups: tuple[Group, ...]
     buffers_skipped: tuple[str, ...]
+    stored_params: int = 0  # parameters on disk, buffers excluded
+    non_embedding_params: int = 0  # total minus the token embedding and the head's own matrix
+    by_dtype: tuple[DtypeCount, ...] = ()
+    index_findings: tuple[str, ...] = ()  # disagreements between the shard index and the headers
     tokenizer_vocab: int | None = None
     padded_rows: int | None = None
 
@@ -65,8 +77,10 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
     padded = None
     if tokenizer_vocab is not None and anatomy.vocab_size > tokenizer_vocab:
         padded = anatomy.vocab_size - tokenizer_vocab
+    total = sum(g.params for g in groups)
+    own_head = 0 if anatomy.tied or anatomy.head is None else ckpt.tensors[anatomy.head].numel
     return Census(
-        total_params=sum(g.params for g in groups),
+        total_params=total,
         total_bytes=sum(g.nbytes for g in groups),
         embedding_params=embedding.numel if embedding else 0,
         head_params=matrix.numel + bias_params,
@@ -79,9 +93,41 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
         num_layers=groups[GROUP_ORDER.index("blocks")].layers or 0,
         groups=groups,
         buffers_skipped=anatomy.buffers,
+        stored_params=sum(i.numel for g in members.values() for i in g),
+        non_embedding_params=total - (embedding.numel if embedding else 0) - own_head,
+        by_dtype=_by_dtype(members, anatomy),
+        index_findings=_index_findings(ckpt),
         tokenizer_vocab=tokenizer_vocab,
         padded_rows=padded,
     )
+
+
+def _by_dtype(members: dict[str, list[TensorInfo]], anatomy: HeadAnatomy) -> tuple[DtypeCount, ...]:
+    stored: dict[str, list[int]] = {}
+    for infos in members.values():
+        for info in infos:
+            row = stored.setdefault(info.dtype, [0, 0, 0])
+            row[0] += info.numel
+            row[2] += info.nbytes
+            if not (anatomy.tied and info.name == anatomy.head):
+                row[1] += info.numel
+    return tuple(DtypeCount(d, *stored[d]) for d in sorted(stored, key=lambda d: -stored[d][0]))
+
+
+def _index_findings(ckpt: Checkpoint) -> tuple[str, ...]:
+    """The index's own totals against the shard headers (transformers writes both)."""
+    meta = ckpt.index_metadata or {}
+    findings = []
+    size = meta.get("total_size")
+    actual_bytes = sum(i.nbytes for i in ckpt.tensors.values())
+    if isinstance(size, int) and size != actual_bytes:
+        findings.append(f"index metadata total_size is {size:,} bytes, the shards hold {actual_bytes:,} ({actual_bytes - size:+,})")
+    params = meta.get("total_parameters")
+    actual_params = sum(i.numel for i in ckpt.tensors.values())
+    if isinstance(params, int) and params != actual_params:
+        findings.append(f"index metadata total_parameters is {params:,}, the shards hold {actual_params:,} ({actual_params - params:+,})")
+    findings.extend(n for n in ckpt.notes if "not named by the index" in n)
+    return tuple(findings)
 
 
 def _assign_groups(ckpt: Checkpoint, anatomy: HeadAnatomy) -> dict[str, list[TensorInfo]]:

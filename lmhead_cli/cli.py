@@ -60,6 +60,7 @@ ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type
 
 
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(command)
     command = click.option("--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache.")(
         command
     )
@@ -100,6 +101,7 @@ def cli(debug: bool) -> None:
       lmhead count sample_weights/gpt2-tied
       lmhead check-tying sample_weights/llama-bf16 --expect untied
       lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden.npy -k 5
+      lmhead doctor sample_weights/qwen2-sharded
     """
 
 
@@ -109,7 +111,9 @@ def cli(debug: bool) -> None:
 @click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to size the vocabulary (default: beside CKPT).")
 @json_option
 @handle_errors
-def count(ckpt: Path, head: str | None, embedding: str | None, revision: str | None, tokenizer: Path | None, json_: bool) -> None:
+def count(
+    ckpt: Path, head: str | None, embedding: str | None, revision: str | None, explain: bool, tokenizer: Path | None, json_: bool
+) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
     Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
@@ -126,9 +130,10 @@ def count(ckpt: Path, head: str | None, embedding: str | None, revision: str | N
     vocab = _vocabulary(checkpoint, tokenizer)
     result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     if json_:
-        emit_json(census_json(checkpoint, anatomy, result))
+        emit_json(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain))
     else:
         emit(census_view(checkpoint, anatomy, result))
+        _emit_explain(anatomy, explain)
 
 
 @cli.command("check-tying")
@@ -139,7 +144,14 @@ def count(ckpt: Path, head: str | None, embedding: str | None, revision: str | N
 @json_option
 @handle_errors
 def check_tying(
-    ckpt: Path, head: str | None, embedding: str | None, revision: str | None, full: bool, expect: str | None, json_: bool
+    ckpt: Path,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    explain: bool,
+    full: bool,
+    expect: str | None,
+    json_: bool,
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
 
@@ -156,9 +168,10 @@ def check_tying(
     checkpoint, anatomy = _open(ckpt, head, embedding, revision)
     report = diagnose_tying(checkpoint, anatomy, full=full)
     if json_:
-        emit_json(tying_json(checkpoint, report, expect))
+        emit_json(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain))
     else:
         emit(tying_view(checkpoint, report, expect))
+        _emit_explain(anatomy, explain)
     if report.problems or (expect is not None and report.tied != (expect == "tied")):
         sys.exit(EXIT_PROBLEMS)
 
@@ -199,6 +212,7 @@ def topk(
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    explain: bool,
     json_: bool,
 ) -> None:
     """Top-k next-token predictions from hidden states: FinalNorm(h) · Wᵀ (+ b).
@@ -251,11 +265,69 @@ def topk(
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
     if json_:
-        render.emit_json(topk_json(result, vocab, meta))
+        render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
     header = _topk_header(checkpoint, anatomy, vocab, no_norm, result.topk.masked_rows)
     view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
     render.emit(view)
+    _emit_explain(anatomy, explain)
+
+
+@cli.command()
+@ckpt_argument
+@anatomy_options
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to audit the vocabulary against (default: beside CKPT).")
+@click.option("--full", is_flag=True, help="Compare embedding and head values in full (difference statistics).")
+@json_option
+@handle_errors
+def doctor(
+    ckpt: Path,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    explain: bool,
+    tokenizer: Path | None,
+    full: bool,
+    json_: bool,
+) -> None:
+    """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
+
+    Exit status: 0 healthy, 1 problems found, 2 bad input.
+
+    \b
+    Example:
+      lmhead doctor sample_weights/llama-bf16
+      lmhead doctor my-finetune/ --json | jq .problems
+    """
+    from .doctor import doctor as run_doctor
+    from .render import emit, emit_json
+    from .render.doctor import doctor_json, doctor_view
+
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full)
+    if json_:
+        emit_json(doctor_json(checkpoint, report))
+    else:
+        emit(doctor_view(checkpoint, report))
+        _emit_explain(anatomy, explain)
+    if not report.healthy:
+        sys.exit(EXIT_PROBLEMS)
+
+
+def _with_explain(data: dict[str, Any], anatomy: HeadAnatomy, explain: bool) -> dict[str, Any]:
+    if explain:
+        from .render.explain import explain_json
+
+        data["explain"] = explain_json(anatomy)
+    return data
+
+
+def _emit_explain(anatomy: HeadAnatomy, explain: bool) -> None:
+    if explain:
+        from .render import emit
+        from .render.explain import explain_view
+
+        emit(explain_view(anatomy))
 
 
 def _parse_ids(spec: str) -> list[int]:

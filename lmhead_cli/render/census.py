@@ -29,6 +29,9 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "files": [str(p) for p in ckpt.files],
         "architecture": anatomy.architecture,
         "total_params": c.total_params,
+        "effective_params": c.total_params,
+        "stored_params": c.stored_params,
+        "non_embedding_params": c.non_embedding_params,
         "total_bytes": c.total_bytes,
         "embedding_params": c.embedding_params,
         "head_params": c.head_params,
@@ -57,6 +60,11 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
             }
             for g in c.groups
         ],
+        "by_dtype": [
+            {"dtype": d.dtype, "stored_params": d.stored_params, "effective_params": d.effective_params, "bytes": d.nbytes}
+            for d in c.by_dtype
+        ],
+        "index_findings": list(c.index_findings),
         "buffers_skipped": list(c.buffers_skipped),
         "tokenizer_vocab": c.tokenizer_vocab,
         "padded_rows": c.padded_rows,
@@ -101,6 +109,17 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
             + (f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself" if not c.tied else "; stored once, shared with the embedding")
         ),
     ]
+    lines.append(
+        Text(
+            f"parameters: {c.total_params:,} effective (tied counted once), {c.stored_params:,} stored on disk, "
+            f"{c.non_embedding_params:,} non-embedding (without the token embedding and head matrices)"
+        )
+    )
+    if len(c.by_dtype) > 1:
+        parts = [f"{d.dtype} {d.effective_params:,} ({human_bytes(d.nbytes)})" for d in c.by_dtype]
+        lines.append(Text("by dtype: " + ", ".join(parts)))
+    for finding in c.index_findings:
+        lines.append(Text(f"index: {finding}", style="yellow"))
     if c.tokenizer_vocab is not None:
         if c.padded_rows:
             lines.append(Text(f"vocabulary: {c.padded_rows:,} head rows are padding beyond the tokenizer's {c.tokenizer_vocab:,} tokens"))
@@ -108,6 +127,6 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
             lines.append(Text(f"vocabulary: tokenizer has {c.tokenizer_vocab:,} tokens for {c.vocab_size:,} head rows"))
     if c.buffers_skipped:
         lines.append(Text(f"skipped {len(c.buffers_skipped)} buffer tensor(s) that are not parameters (e.g. {c.buffers_skipped[0]})", style="dim"))
-    for note in list(ckpt.notes) + list(anatomy.problems):
+    for note in [n for n in ckpt.notes if n not in c.index_findings] + list(anatomy.problems):
         lines.append(Text(f"note: {note}", style="yellow"))
     return lines

@@ -1,0 +1,49 @@
+"""Vocabulary audit: embedding rows, head rows, config vocab_size and the tokenizer's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .anatomy import HeadAnatomy
+from .checkpoint import Checkpoint
+from .tokens import Vocabulary
+
+__all__ = ["VocabAudit", "audit_vocabulary"]
+
+
+@dataclass(frozen=True)
+class VocabAudit:
+    embedding_rows: int | None
+    head_rows: int | None  # rows of the stored head; the embedding's when tied or not stored
+    config_vocab_size: int | None
+    tokenizer_size: int | None  # added tokens included
+    tokenizer_source: str | None
+    padded_rows: int  # head rows no token can be (beyond the tokenizer)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def audit_vocabulary(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None) -> VocabAudit:
+    emb_rows = ckpt.tensors[anatomy.embedding].rows if anatomy.embedding else None
+    head_rows = anatomy.vocab_size
+    config_size = (ckpt.config or {}).get("vocab_size") if ckpt.config else None
+    config_size = config_size if isinstance(config_size, int) else None
+    tok = vocab.size if vocab else None
+    problems: list[str] = []
+    notes: list[str] = []
+    if emb_rows is not None and emb_rows != head_rows:
+        problems.append(f"embedding has {emb_rows:,} rows but the head has {head_rows:,}: ids differ between input and output")
+    if config_size is not None and config_size != head_rows:
+        problems.append(f"config vocab_size {config_size:,} differs from the head's {head_rows:,} rows")
+    padded = 0
+    if tok is not None:
+        if tok > head_rows:
+            problems.append(
+                f"the tokenizer has {tok:,} tokens but the head only {head_rows:,} rows: ids {head_rows:,}–{tok - 1:,} can never be predicted"
+            )
+        elif tok < head_rows:
+            padded = head_rows - tok
+            notes.append(f"{padded:,} head rows are padding beyond the tokenizer's {tok:,} tokens (masked in topk)")
+    else:
+        notes.append("no tokenizer found: the vocabulary cannot be checked against it")
+    return VocabAudit(emb_rows, head_rows, config_size, tok, vocab.source if vocab else None, padded, problems, notes)

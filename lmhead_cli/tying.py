@@ -66,11 +66,13 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -
     relation = _shape_relation(emb, head)
     aliased = _aliased(emb, head)
     comparison = None
-    if emb and head and relation == "same" and not aliased:
-        comparison = compare_values(ckpt, emb, head, full=full)
+    if emb and head and relation in ("same", "slice") and not aliased:
+        comparison = compare_values(ckpt, emb, head, full=full, rows=min(emb.rows, head.rows))
+    elif emb and head and relation == "transposed":
+        comparison = compare_transposed(ckpt, emb, head, full=full)
     identical = True if aliased else (None if comparison is None else comparison.identical)
-    config_present = ckpt.config is not None
-    tied = _verdict_tied(anatomy, config_present, head, identical, aliased)
+    config_present = ckpt.config is not None or ckpt.format == "gguf"  # a GGUF's metadata is its config
+    tied = _verdict_tied(anatomy, config_present, head, identical, aliased, relation)
     problems, notes = _findings(anatomy, config_present, emb, head, relation, identical, ckpt)
     return TyingReport(
         tied=tied,
@@ -103,13 +105,15 @@ def _shape_relation(emb: TensorInfo | None, head: TensorInfo | None) -> str | No
         return "same"
     if emb.shape == head.shape[::-1]:
         return "transposed"
+    if len(emb.shape) == len(head.shape) == 2 and emb.shape[1] == head.shape[1]:
+        return "slice"  # same width, different row counts: one may be the first rows of the other
     return "different"
 
 
-def _verdict_tied(anatomy: HeadAnatomy, config_present: bool, head, identical, aliased) -> bool:
+def _verdict_tied(anatomy: HeadAnatomy, config_present: bool, head, identical, aliased, relation) -> bool:
     if config_present:
         return anatomy.tied
-    return head is None or aliased or bool(identical)
+    return head is None or aliased or (bool(identical) and relation == "same")
 
 
 def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> tuple[list[str], list[str]]:
@@ -121,6 +125,7 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
     if says_tied and head is not None and relation not in ("same", "transposed"):
         problems.append(
             f"config ties the embedding and head, but their shapes differ: {emb.name} {list(emb.shape)} vs {head.name} {list(head.shape)}"
+            + (f" ({_slice_phrase(emb, head)})" if relation == "slice" and identical else "")
             if emb
             else f"config ties the embedding and head, but only {head.name} is stored"
         )
@@ -133,7 +138,9 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
         problems.append(
             f"config says untied ({anatomy.tie_source}), but no head is stored: loaders initialise the head at random"
         )
-    if not anatomy.tied and head is not None and identical:
+    if relation == "slice" and identical and not says_tied:
+        notes.append(f"{_slice_phrase(emb, head)}: tying them would need the loader to slice")
+    if not anatomy.tied and head is not None and identical and relation != "slice":
         notes.append(
             f"untied, but {head.name} holds exactly the values of {emb.name}: tying would save "
             f"{head.numel:,} parameters ({head.nbytes:,} bytes)"
@@ -145,8 +152,15 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
     if emb is not None and head is not None and emb.dtype != head.dtype:
         notes.append(f"embedding is {emb.dtype}, head is {head.dtype}; values were compared after widening")
     if relation == "transposed":
-        notes.append(f"{head.name} is stored transposed {list(head.shape)} relative to {emb.name}; values not compared")
+        compared = "values compared column by column" if identical is not None else "values not compared (this format cannot read columns)"
+        notes.append(f"{head.name} is stored transposed {list(head.shape)} relative to {emb.name}; {compared}")
     return problems, notes
+
+
+def _slice_phrase(emb: TensorInfo, head: TensorInfo) -> str:
+    if head.rows < emb.rows:
+        return f"{head.name} equals the first {head.rows:,} rows of {emb.name}, which has {emb.rows - head.rows:,} more: a slice tie"
+    return f"{emb.name} equals the first {emb.rows:,} rows of {head.name}, which has {head.rows - emb.rows:,} more: a slice tie"
 
 
 def _aliased(emb: TensorInfo | None, head: TensorInfo | None) -> bool:
@@ -163,9 +177,10 @@ def _verdict_line(tied: bool, config_present: bool, head, identical, problems: l
     return f"{state}, consistent"
 
 
-def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = False) -> ValueComparison:
-    """Compare two same-shaped tensors chunk by chunk: bytes first, then values across dtypes."""
-    rows = a.rows
+def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = False, rows: int | None = None) -> ValueComparison:
+    """Compare the first ``rows`` rows (default: all) of two tensors of one width, chunk by chunk:
+    bytes first, then values across dtypes."""
+    rows = a.rows if rows is None else rows
     row_bytes = max(a.nbytes, b.nbytes) // max(rows, 1)
     chunk = max(1, COMPARE_CHUNK_BYTES // max(row_bytes, 1))
     wide = np.float64 if "F64" in (a.dtype, b.dtype) else np.float32
@@ -190,6 +205,31 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
                 break
     if stats is None:
         return ValueComparison(identical=identical, rows_compared=done, rows_total=rows, complete=identical or done == rows)
+    return ValueComparison(identical, done, rows, True, *stats.result())
+
+
+def compare_transposed(ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full: bool = False) -> ValueComparison | None:
+    """``emb`` (V, d) against ``head`` stored (d, V): embedding rows against head columns."""
+    rows = emb.rows
+    chunk = max(1, COMPARE_CHUNK_BYTES // max(4 * head.rows, 1))
+    stats = _Stats() if full else None
+    identical, done = True, 0
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        cols = ckpt.read_cols(head.name, start, stop)  # (d, C)
+        if cols is None:
+            return None
+        x = ckpt.read_rows(emb.name, start, stop)  # (C, d)
+        y = cols.T
+        done = stop
+        if stats is not None:
+            stats.add(x, y)
+        if not np.array_equal(x, y):
+            identical = False
+            if stats is None:
+                break
+    if stats is None:
+        return ValueComparison(identical, done, rows, identical or done == rows)
     return ValueComparison(identical, done, rows, True, *stats.result())
 
 

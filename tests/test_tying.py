@@ -47,7 +47,10 @@ def test_config_tied_but_shapes_differ_is_a_problem(tmp_path):
     t = llama_tensors()
     t["lm_head.weight"] = np.ones((80, 16), np.float32)
     data = run_json("check-tying", write_checkpoint(tmp_path / "m", t, llama_config(tied=True)), exit_code=1)
-    assert "shapes differ" in data["problems"][0] and data["shape_relation"] == "different"
+    assert "shapes differ" in data["problems"][0] and data["shape_relation"] == "slice"
+    t["lm_head.weight"] = np.ones((64, 12), np.float32)
+    other = run_json("check-tying", write_checkpoint(tmp_path / "n", t, llama_config(tied=True)), exit_code=1)
+    assert "shapes differ" in other["problems"][0] and other["shape_relation"] == "different"
 
 
 def test_untied_but_identical_values_is_a_note_with_the_saving(tmp_path):
@@ -132,3 +135,32 @@ def test_panel_shows_verdict_first_then_evidence(tmp_path):
     lines = [line.strip("|+ ") for line in out.splitlines() if line.strip("|+- ")]
     assert lines[1].startswith("tied, but the checkpoint is inconsistent (1 problem)")
     assert "problem: config ties" in out and "values" in out and "differ" in out
+
+
+@pytest.mark.parametrize("longer", ["embedding", "head"])
+def test_slice_tie_is_recognised_both_ways(tmp_path, longer):
+    t = llama_tensors(vocab=80)
+    if longer == "embedding":
+        t["lm_head.weight"] = t["model.embed_tokens.weight"][:64].copy()
+    else:
+        t["lm_head.weight"] = np.concatenate([t["model.embed_tokens.weight"], np.ones((8, 16), np.float32)])
+    untied = run_json("check-tying", write_checkpoint(tmp_path / "u", t, llama_config(vocab=80, tied=False)))
+    assert untied["shape_relation"] == "slice" and untied["values_identical"] is True
+    assert any("a slice tie" in n for n in untied["notes"]) and untied["problems"] == []
+    tied = run_json("check-tying", write_checkpoint(tmp_path / "t", t, llama_config(vocab=80, tied=True)), exit_code=1)
+    assert "shapes differ" in tied["problems"][0] and "a slice tie" in tied["problems"][0]
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_transposed_head_is_compared_column_by_column(tmp_path, monkeypatch, same):
+    t = llama_tensors(vocab=256)
+    head = t["model.embed_tokens.weight"].T.copy()
+    if not same:
+        head[3, 200] += 1
+    t["lm_head.weight"] = head
+    monkeypatch.setattr(tying_module, "COMPARE_CHUNK_BYTES", 64 * 16 * 4)
+    data = run_json("check-tying", write_checkpoint(tmp_path / "m", t, None), "--full")
+    assert data["shape_relation"] == "transposed"
+    assert data["values_identical"] is same
+    assert data["comparison"]["rows_compared"] == 256
+    assert data["comparison"]["identical_rows_fraction"] == pytest.approx(1.0 if same else 255 / 256)

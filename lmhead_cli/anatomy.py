@@ -18,11 +18,14 @@ from .conventions import (
     CONVENTIONS,
     EMBEDDING_PATTERNS,
     EPS_KEYS,
+    GGUF_LOGIT_SCALE,
+    GGUF_NORM_KEYS,
     HEAD_PATTERNS,
     LAYERNORM,
     NORM_PATTERNS,
     RMSNORM,
     Convention,
+    gguf_convention,
 )
 from .errors import AnatomyError
 
@@ -83,17 +86,20 @@ def architecture_of(config: dict[str, Any] | None) -> str | None:
     model_type = config.get("model_type")
     if isinstance(model_type, str) and model_type:
         return model_type
-    for name in config.get("architectures") or []:
-        if name in ARCHITECTURE_TYPES:
+    names = config.get("architectures")
+    for name in names if isinstance(names, list) else []:
+        if isinstance(name, str) and name in ARCHITECTURE_TYPES:
             return ARCHITECTURE_TYPES[name]
     return None
 
 
 def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None = None) -> HeadAnatomy:
     """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name."""
-    config = ckpt.config
-    arch = architecture_of(config)
-    conv = CONVENTIONS.get(arch) if arch else None
+    gguf = ckpt.format == "gguf"
+    config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
+    arch = _gguf_architecture(config) if gguf else architecture_of(config)
+    conv = gguf_convention(arch, config) if gguf else CONVENTIONS.get(arch) if arch else None
+    where = "GGUF metadata" if gguf else "config"
     explain: dict[str, str] = {}
     names = ckpt.tensors
 
@@ -107,7 +113,10 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         )
     bias = _head_bias(ckpt, conv, head_name, explain)
     aliased = _shares_storage(ckpt, emb, head_name)
-    tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name, explain)
+    if gguf:
+        tied, tie_source, config_tie = _gguf_tying(None if aliased else head_name, emb, explain)
+    else:
+        tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name, explain)
     if aliased and config is None:
         tie_source = explain["tied"] = f"no config; {head_name} shares storage with {emb} (tied by storage)"
     rescale = _rescale(config, conv, tied)
@@ -117,8 +126,12 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     shape = names[matrix].shape
     if len(shape) != 2:
         raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix must be 2-D (V, d)")
+    if 0 in shape:
+        raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix cannot be empty")
     vocab, hidden = shape
-    norm = _final_norm(ckpt, conv, hidden, explain)
+    norm = _final_norm(ckpt, conv, hidden, explain, config, where)
+    if gguf:
+        _gguf_explain(arch, config, norm, explain)
     problems = _size_problems(config, vocab, hidden, matrix)
     return HeadAnatomy(
         architecture=arch,
@@ -133,7 +146,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         vocab_size=vocab,
         hidden_size=hidden,
         pre_head_scale=hidden**-0.5 if rescale else None,
-        transforms=_transforms(config, conv, explain),
+        transforms=_transforms(config, conv, explain, where),
         aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
         other_prefixes=conv.other_prefixes if conv else (),
         buffers=tuple(n for n in names if any(re.search(p, n) for p in BUFFER_PATTERNS)),
@@ -236,9 +249,11 @@ def _rescale(config: dict[str, Any] | None, conv: Convention | None, tied: bool)
     return tied
 
 
-def _final_norm(ckpt: Checkpoint, conv: Convention | None, hidden: int, explain: dict[str, str]) -> FinalNorm | None:
+def _final_norm(
+    ckpt: Checkpoint, conv: Convention | None, hidden: int, explain: dict[str, str], config: dict[str, Any] | None, where: str = "config"
+) -> FinalNorm | None:
     names = ckpt.tensors
-    config = ckpt.config or {}
+    config = config or {}
     weight = bias = None
     if conv:
         for module in conv.final_norm:
@@ -250,7 +265,7 @@ def _final_norm(ckpt: Checkpoint, conv: Convention | None, hidden: int, explain:
         else:
             explain["final_norm"] = f"{conv.final_norm[0]}: architecture table (no parameters stored)"
         kind = conv.norm
-        eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family)
+        eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family, where)
     else:
         weight = _last_norm_weight(names, hidden)
         if weight is None:
@@ -260,7 +275,7 @@ def _final_norm(ckpt: Checkpoint, conv: Convention | None, hidden: int, explain:
         bias = bias_name if bias_name in names else None
         kind = LAYERNORM if bias else RMSNORM
         explain["final_norm"] = f"{weight}: name pattern; {kind} guessed from {'a bias' if bias else 'no bias'}"
-        eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None)
+        eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None, where)
     explain["eps"] = eps_source
     return FinalNorm(kind=kind, eps=eps, weight=weight, bias=bias, eps_source=eps_source)
 
@@ -274,18 +289,20 @@ def _last_norm_weight(names: dict, hidden: int) -> str | None:
     return found[-1] if found else None
 
 
-def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: str | None) -> tuple[float, str]:
+def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: str | None, where: str = "config") -> tuple[float, str]:
     for key in keys:
         value = config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value), f"config {key}={value}"
+            return float(value), f"{where} {key}={value}"
     if family:
         reason = f"{keys[0]} absent" if keys else "fixed in code"
         return default, f"{family} default {default} ({reason})"
-    return default, f"default {default} (no eps key in config)"
+    return default, f"default {default} (no eps key in {where})"
 
 
-def _transforms(config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str]) -> tuple[LogitTransform, ...]:
+def _transforms(
+    config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config"
+) -> tuple[LogitTransform, ...]:
     out = []
     for t in conv.transforms if conv else ():
         raw = (config or {}).get(t.key, t.default)
@@ -293,10 +310,41 @@ def _transforms(config: dict[str, Any] | None, conv: Convention | None, explain:
             continue
         if t.kind == "scale" and raw == 1.0 or t.kind == "divide" and raw == 1.0:
             continue
-        source = f"config {t.key}={raw}" if t.key in (config or {}) else f"{conv.family} default {t.key}={raw}"
+        if raw == 0:  # llama.cpp reads 0 as "off"; capping or dividing by 0 is undefined
+            continue
+        source = f"{where} {t.key}={raw}" if t.key in (config or {}) else f"{conv.family} default {t.key}={raw}"
         out.append(LogitTransform(kind=t.kind, value=float(raw), source=source))
         explain[f"transform:{t.kind}"] = source
     return tuple(out)
+
+
+def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
+    arch = metadata.get("general.architecture")
+    return arch if isinstance(arch, str) and arch else None
+
+
+def _gguf_tying(head: str | None, emb: str | None, explain: dict[str, str]) -> tuple[bool, str, None]:
+    """llama.cpp's loaders take output.weight when it is stored and fall back to the embedding when not."""
+    tied = head is None
+    if tied:
+        source = f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head"
+    else:
+        source = f"GGUF stores {head}: llama.cpp uses it as the head"
+    explain["tied"] = source
+    return tied, source, None
+
+
+def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | None, explain: dict[str, str]) -> None:
+    """Say why the norm has its kind, and which metadata lmhead saw but does not apply."""
+    if norm is not None and arch is not None:
+        present = [f"{arch}.{suffix}" for suffix, _ in GGUF_NORM_KEYS if f"{arch}.{suffix}" in metadata]
+        why = f"{present[0]} present" if present else "no eps key in the metadata; llama.cpp's usual RMSNorm assumed"
+        if arch.startswith("gemma"):
+            why += "; convert_hf_to_gguf.py stored Gemma's 1 + w, so the weight multiplies as is"
+        explain["norm_kind"] = f"{norm.kind}: {why}"
+    key = f"{arch}.logit_scale"
+    if arch is not None and arch not in GGUF_LOGIT_SCALE and key in metadata:
+        explain["transform:logit_scale"] = f"{key}={metadata[key]} not applied: lmhead does not know how llama.cpp's {arch} graph uses it"
 
 
 def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:
@@ -304,11 +352,11 @@ def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matri
     if not config:
         return ()
     cfg_vocab = config.get("vocab_size")
-    if isinstance(cfg_vocab, int) and cfg_vocab != vocab:
+    if isinstance(cfg_vocab, int) and not isinstance(cfg_vocab, bool) and cfg_vocab != vocab:
         problems.append(f"config vocab_size {cfg_vocab} differs from the {vocab} rows of {matrix}")
     for key in HIDDEN_KEYS:
         cfg_hidden = config.get(key)
-        if isinstance(cfg_hidden, int):
+        if isinstance(cfg_hidden, int) and not isinstance(cfg_hidden, bool):
             if cfg_hidden != hidden:
                 problems.append(f"config {key} {cfg_hidden} differs from the {hidden} columns of {matrix}")
             break

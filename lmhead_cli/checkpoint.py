@@ -9,6 +9,7 @@ config. Nothing but headers is read until a caller asks for rows.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 SAFETENSORS_MAGIC_MAX_HEADER = 100_000_000
+MAX_JSON_BYTES = 64 * 2**20  # config and index files are kilobytes; more is not a config
 
 
 class Reader(Protocol):
@@ -51,6 +53,8 @@ class Checkpoint:
     index_path: Path | None = None
     index_metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
+    tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
 
     @property
     def files(self) -> list[Path]:
@@ -70,6 +74,13 @@ class Checkpoint:
     def read_raw_rows(self, name: str, start: int, stop: int) -> np.ndarray | None:
         info = self.info(name)
         return self.readers[info.file].read_raw_rows(info, start, stop)
+
+    def read_cols(self, name: str, start: int, stop: int) -> np.ndarray | None:
+        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C); None when the format cannot."""
+        info = self.info(name)
+        reader = self.readers[info.file]
+        read = getattr(reader, "read_cols", None)
+        return None if read is None else read(info, start, stop)
 
     def read_tensor(self, name: str) -> np.ndarray:
         """A whole (small) tensor as float32: norm weights, biases."""
@@ -110,6 +121,8 @@ def open_checkpoint(path: str | Path, revision: str | None = None) -> Checkpoint
         raise CheckpointError(path, "no such file or directory")
     if path.is_dir():
         return _open_directory(path)
+    if not path.is_file():  # a pipe or device: opening it could block forever
+        raise CheckpointError(path, "not a regular file or directory")
     if path.name.endswith(INDEX_SUFFIX) or path.name.endswith(".index.json"):
         return _open_index(path, path.parent)
     kind = _sniff(path)
@@ -147,14 +160,14 @@ def _sniff(path: Path) -> str:
 
 
 def _open_directory(directory: Path) -> Checkpoint:
-    indexes = sorted(directory.glob("*" + INDEX_SUFFIX))
+    indexes = sorted(p for p in directory.glob("*" + INDEX_SUFFIX) if p.is_file())
     preferred = directory / ("model" + INDEX_SUFFIX)
     if preferred in indexes or len(indexes) == 1:
         return _open_index(preferred if preferred in indexes else indexes[0], directory, shown=directory)
     single = directory / "model.safetensors"
     if single.is_file():
         return _assemble(directory, [single], directory)
-    files = sorted(directory.glob("*.safetensors"))
+    files = sorted(p for p in directory.glob("*.safetensors") if p.is_file())  # never a pipe: it would block
     if files:
         return _assemble(directory, files, directory)
     if (directory / TORCH_INDEX).is_file():
@@ -163,7 +176,7 @@ def _open_directory(directory: Path) -> Checkpoint:
     preferred_torch = directory / "pytorch_model.bin"
     if preferred_torch in torch_files or len(torch_files) == 1:
         return _assemble(directory, [preferred_torch if preferred_torch in torch_files else torch_files[0]], directory)
-    ggufs = sorted(directory.glob("*.gguf"))
+    ggufs = sorted(p for p in directory.glob("*.gguf") if p.is_file())
     if len(ggufs) == 1:
         from .formats.gguf import open_gguf
 
@@ -183,9 +196,13 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(index_path, "index has no 'weight_map' of tensor name -> shard file")
+    if not weight_map:
+        raise CheckpointError(index_path, "index's 'weight_map' is empty: it names no tensors")
     shard_names = sorted(set(weight_map.values()))
     shards = []
     for name in shard_names:
+        if "\0" in name:
+            raise CheckpointError(index_path, f"shard name {name!r} is not a valid file name")
         shard = (directory / name).resolve()
         if directory.resolve() not in shard.parents:
             raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
@@ -246,7 +263,12 @@ def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path |
 def _read_json(path: Path, what: str) -> Any:
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_JSON_BYTES:
+                raise CheckpointError(path, f"{what} is {size:,} bytes; lmhead reads JSON files up to {MAX_JSON_BYTES:,} bytes")
             return json.load(f)
+    except RecursionError as exc:
+        raise CheckpointError(path, f"{what} is nested too deeply to be a {what} file") from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(path, f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     except UnicodeDecodeError as exc:

@@ -18,7 +18,7 @@ from .checkpoint import Checkpoint, open_checkpoint
 from .errors import HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden
 from .predict import predict, select_positions, targets_from_ids, targets_from_text
-from .tokens import Vocabulary, load_vocabulary
+from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 from .tying import diagnose_tying
 
 EXIT_PROBLEMS = 1
@@ -82,7 +82,9 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         return load_vocabulary(tokenizer)
     if ckpt.tokenizer_path is not None:
         return load_vocabulary(ckpt.tokenizer_path)
-    return getattr(ckpt, "vocabulary", None)
+    if ckpt.tokens is not None:  # a GGUF carries its vocabulary
+        return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
+    return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

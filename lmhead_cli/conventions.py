@@ -196,6 +196,39 @@ CONVENTIONS: dict[str, Convention] = {
 CONVENTIONS["mt5"] = replace(CONVENTIONS["t5"], family="mt5", tie_default=False)
 CONVENTIONS["umt5"] = replace(CONVENTIONS["t5"], family="umt5")
 
+# GGUF (llama.cpp, Ollama, LM Studio): one set of tensor names for every architecture, and the
+# settings in the file's metadata under "<general.architecture>.<key>" (llama.cpp's llama-arch.cpp).
+GGUF = Convention(
+    family="gguf",
+    embedding=("token_embd.weight",),
+    head=("output.weight",),  # absent: llama.cpp's loaders fall back to token_embd.weight (tied)
+    final_norm=("output_norm",),
+    eps_default=1e-5,
+    tie_default=True,
+)
+# llama.cpp reads the RMS eps key for RMSNorm models and the plain one for LayerNorm models, so the key
+# present names the norm. Gemma's (1 + w) is no exception: convert_hf_to_gguf.py adds 1 to every Gemma,
+# Gemma 2 and Gemma 3 norm.weight, so the stored weight is the multiplier of a plain RMSNorm.
+GGUF_NORM_KEYS = (("attention.layer_norm_rms_epsilon", RMSNORM), ("attention.layer_norm_epsilon", LAYERNORM))
+# "<arch>.logit_scale" means different things per graph in llama.cpp: command-r and cohere2 multiply the
+# logits by it (Cohere's logit_scale), granite divides them by it (Granite's logits_scaling).
+GGUF_LOGIT_SCALE = {"command-r": "scale", "cohere2": "scale", "granite": "divide", "granitemoe": "divide", "granitehybrid": "divide"}
+# gemma2's graph always soft-caps, with llama.cpp's default of 30 when the key is absent (llama-hparams.h).
+GGUF_SOFTCAP_DEFAULT = {"gemma2": 30.0}
+
+
+def gguf_convention(arch: str | None, metadata: dict) -> Convention:
+    """The GGUF convention for one file: norm kind from the eps key present, transforms by architecture."""
+    if arch is None:
+        return GGUF
+    eps_keys = tuple(f"{arch}.{suffix}" for suffix, _ in GGUF_NORM_KEYS)
+    norm = next((kind for key, (_, kind) in zip(eps_keys, GGUF_NORM_KEYS, strict=True) if key in metadata), RMSNORM)
+    transforms = [Transform("softcap", f"{arch}.final_logit_softcapping", GGUF_SOFTCAP_DEFAULT.get(arch))]
+    if arch in GGUF_LOGIT_SCALE:
+        transforms.append(Transform(GGUF_LOGIT_SCALE[arch], f"{arch}.logit_scale", None))
+    return replace(GGUF, norm=norm, eps_keys=eps_keys, transforms=tuple(transforms))
+
+
 # Class names in config.json's "architectures" whose model_type may be missing.
 ARCHITECTURE_TYPES = {
     "GPT2LMHeadModel": "gpt2",
@@ -236,6 +269,7 @@ BUFFER_PATTERNS = (
     r"rotary_emb\.inv_freq$",
     r"\.position_ids$",
     r"\.e_score_correction_bias$",  # DeepSeek-V3 router bias
+    r"^rope_(freqs|factors_long|factors_short)\.weight$",  # GGUF: RoPE frequencies precomputed from the config
 )
 
 # Fallback when no table entry fits: name patterns, most specific first.
@@ -259,4 +293,4 @@ NORM_PATTERNS = (
     r"(^|\.)(norm|ln_f|final_layer_norm|final_layernorm|norm_f|output_norm|final_norm)\.weight$",
 )
 EPS_KEYS = ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_eps", "norm_epsilon")
-BLOCK_PATTERN = r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\."
+BLOCK_PATTERN = r"(?:^|\.)(?:layers|h|blocks|block|layer|blk)\.(\d+)\."  # blk: GGUF

@@ -105,6 +105,25 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
     return Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer)
 
 
-def vocabulary_from_tokens(source: str, tokens: list[str]) -> Vocabulary:
-    """A vocabulary from a list of token strings (GGUF ``tokenizer.ggml.tokens``)."""
-    return Vocabulary(source=source, size=len(tokens), _tokens=tokens)
+def vocabulary_from_tokens(source: str, tokens: list[str], model: object = None) -> Vocabulary:
+    """A vocabulary from a list of token strings (GGUF ``tokenizer.ggml.tokens``).
+
+    ``model`` is GGUF's ``tokenizer.ggml.model``: "gpt2" tokens are byte-level BPE (Ġ for a
+    space), "llama" ones SentencePiece (▁ for a space, <0x0A> for a byte); both are shown as text.
+    """
+    if model == "gpt2":
+        tokens = [_byte_level_bytes(t) or t for t in tokens]
+    elif model == "llama":
+        tokens = [_sentencepiece_text(t) for t in tokens]
+    return Vocabulary(source=source, size=len(tokens), _tokens=list(tokens))
+
+
+def _sentencepiece_text(piece: str) -> str:
+    """▁ as a space; a byte-fallback piece <0xNN> as that byte (\\xNN when it is not ASCII on its own)."""
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        try:
+            byte = int(piece[3:5], 16)
+        except ValueError:
+            return piece
+        return chr(byte) if byte < 0x80 else f"\\x{byte:02x}"
+    return piece.replace("\u2581", " ")

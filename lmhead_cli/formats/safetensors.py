@@ -48,18 +48,56 @@ NUMPY_DTYPES: dict[str, np.dtype | None] = {
     "F6_E3M2": None,
 }
 
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
+
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}
 
 
 def _validate(path: Path) -> None:
     """Let the reference parser check the whole header; translate its errors once."""
+    length, size = _framing(path)
     try:
         with safe_open(str(path), framework="numpy"):
             pass
     except SafetensorError as exc:
-        raise CheckpointError(path, f"not a valid safetensors file: {_reason(str(exc))}") from exc
+        reason = _reason(str(exc))
+        if "incomplete metadata" in reason:  # the library gives no numbers; a partial download is the usual cause
+            reason = _coverage(path, length, size) or reason
+        raise CheckpointError(path, f"not a valid safetensors file: {reason}") from exc
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+def _framing(path: Path) -> tuple[int, int]:
+    """(header length, file size), refusing files too short for what their first 8 bytes claim."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            prefix = f.read(8)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+    if size < 8:
+        raise CheckpointError(path, "file is empty" if size == 0 else f"file is {size} bytes, shorter than the 8-byte header length")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER_BYTES:
+        raise CheckpointError(path, f"header length {length:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit; not a safetensors file?")
+    if 8 + length > size:
+        raise CheckpointError(path, f"header length {length:,} runs past the end of the {size:,}-byte file (truncated?)")
+    return length, size
+
+
+def _coverage(path: Path, length: int, size: int) -> str | None:
+    """Say where the tensor data should end and where the file does."""
+    with open(path, "rb") as f:
+        f.seek(8)
+        header = json.loads(f.read(length))
+    ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__"]
+    expected = 8 + length + max(ends, default=0)
+    if expected > size:
+        return f"tensor data runs to byte {expected:,}, but the file has {size:,} bytes (truncated?)"
+    if expected < size:
+        return f"{size - expected:,} unexpected bytes after the last tensor's data"
+    return None
 
 
 def _reason(message: str) -> str:
@@ -120,6 +158,18 @@ class SafetensorsFile:
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
         return raw.astype(np.float32)
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C).
+
+        A map of the tensor is opened for this call only and closed after, so
+        the pages it touched leave the process's resident memory with it.
+        """
+        dtype = self._numpy_dtype(info)
+        mapped = np.memmap(self.path, dtype=dtype, mode="r", offset=info.offset, shape=info.shape)
+        cols = np.array(mapped[:, start:stop], dtype=np.float32)
+        del mapped  # the last reference: unmapped here
+        return cols
 
     def close(self) -> None:
         os.close(self._fd)

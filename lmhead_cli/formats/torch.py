@@ -110,6 +110,9 @@ class TorchFile:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
         return t[start:stop].float().numpy()
 
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        return self._tensors[info.name][:, start:stop].float().numpy()
+
     def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
         rows = self._tensors[info.name][start:stop].contiguous()
         return rows.view(-1).view(self._torch.uint8).numpy().reshape(stop - start, -1)

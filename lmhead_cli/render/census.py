@@ -38,6 +38,7 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "head_stored_params": c.head_stored_params,
         "head_bytes": c.head_bytes,
         "head_stored_bytes": c.head_stored_bytes,
+        "head_bits_per_param": ckpt.tensors[anatomy.head_matrix].bits_per_param,
         "head_share": c.head_share,
         "tied": c.tied,
         "tie_source": anatomy.tie_source,
@@ -106,6 +107,7 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
         Text(
             f"LM head: {human_count(c.head_params)} parameters = {percent(c.head_params, c.total_params)} of the model; "
             f"{human_bytes(c.head_bytes)} as {matrix.dtype}"
+            + (f" ({matrix.bits_per_param:.4g} bits per parameter)" if matrix.bits_per_param % 1 else "")
             + (f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself" if not c.tied else "; stored once, shared with the embedding")
         ),
     ]

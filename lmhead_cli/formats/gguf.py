@@ -1,0 +1,322 @@
+"""GGUF files (llama.cpp, Ollama, LM Studio): one header walk, rows by ``pread``, blocks by ``gguf``.
+
+The ``gguf`` package (llama.cpp's own gguf-py) supplies the format's tables:
+value types, quantization types and their block layouts (``GGML_QUANT_SIZES``),
+and the dequantizers (``gguf.quants.dequantize``). Its ``GGUFReader`` is not
+used for the header: it builds a numpy view per array element, which takes
+18 s for the 150k tokens and 280k merges of a Llama-3-sized vocabulary
+(measured), while ``count`` promises header-only speed. This module walks the
+same header once with ``struct`` and checks every length against the file size
+before believing it, so a hostile count can neither loop nor allocate past the
+file. Tensor data is then read by row ranges with positional reads and
+dequantized chunk by chunk, never as a whole matrix.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ml_dtypes
+import numpy as np
+from gguf import quants as gguf_quants
+from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGMLQuantizationType, GGUFValueType
+
+from ..errors import CheckpointError
+from .base import TensorInfo, pread_exact
+
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpoint
+
+__all__ = ["GGUFFile", "open_gguf"]
+
+SUPPORTED_VERSIONS = (2, GGUF_VERSION)  # v1 (2023) used 32-bit lengths; v2 and v3 share the little-endian layout
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_KEPT_ARRAY = 256  # longer metadata arrays (scores, merges, token types) are skipped, not stored
+MAX_ARRAY_DEPTH = 4  # arrays of arrays are legal; deeper nesting is not a real file
+TOKENS_KEY = "tokenizer.ggml.tokens"
+
+SCALARS: dict[GGUFValueType, str] = {  # struct format of each fixed-size value type
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
+
+# Element types stored as plain numbers: read with numpy, no blocks.
+PLAIN: dict[str, np.dtype] = {
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F64": np.dtype("<f8"),
+    "I8": np.dtype("i1"),
+    "I16": np.dtype("<i2"),
+    "I32": np.dtype("<i4"),
+    "I64": np.dtype("<i8"),
+}
+INTEGER = {"I8", "I16", "I32", "I64"}
+U64 = struct.Struct("<Q")
+
+
+class _Header:
+    """A cursor over the memory-mapped file that refuses to read past its end."""
+
+    def __init__(self, data: mmap.mmap, path: Path):
+        self.data = data
+        self.size = len(data)
+        self.path = path
+        self.pos = 0
+
+    def take(self, n: int) -> int:
+        """Claim ``n`` bytes at the cursor; returns where they start."""
+        start = self.pos
+        if n > self.size - start:
+            raise CheckpointError(
+                self.path, f"file ends early: the GGUF header needs bytes up to {start + n:,}, but the file has {self.size:,} (truncated?)"
+            )
+        self.pos = start + n
+        return start
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack_from(fmt, self.data, self.take(struct.calcsize(fmt)))[0]
+
+    def raw_string(self) -> bytes:
+        (n,) = U64.unpack_from(self.data, self.take(8))
+        start = self.take(n)
+        return self.data[start : start + n]
+
+    def skip_string(self) -> None:
+        (n,) = U64.unpack_from(self.data, self.take(8))
+        self.take(n)
+
+    def name(self, what: str) -> str:
+        raw = self.raw_string()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(self.path, f"a {what} is not UTF-8 text ({raw[:40]!r})") from None
+
+    def value(self, vtype: int, key: str, depth: int = 0) -> Any:
+        """One metadata value; big arrays are walked over and returned as None."""
+        kind = self._type(vtype, key)
+        if kind in SCALARS:
+            value = self.unpack(SCALARS[kind])
+            return _shortest(value) if kind == GGUFValueType.FLOAT32 else value
+        if kind == GGUFValueType.STRING:
+            return self.raw_string().decode("utf-8", errors="replace")
+        if depth >= MAX_ARRAY_DEPTH:
+            raise CheckpointError(self.path, f"metadata {key!r} nests arrays more than {MAX_ARRAY_DEPTH} deep")
+        return self._array(key, depth)
+
+    def _array(self, key: str, depth: int) -> list[Any] | None:
+        item = self._type(self.unpack("<I"), key)
+        count = self.unpack("<Q")
+        smallest = 8 if item == GGUFValueType.STRING else 12 if item == GGUFValueType.ARRAY else struct.calcsize(SCALARS[item])
+        if count * smallest > self.size - self.pos:  # checked before walking: a hostile count cannot make us loop
+            raise CheckpointError(
+                self.path, f"metadata {key!r} claims {count:,} elements, more than the rest of the file can hold (truncated?)"
+            )
+        keep = count <= MAX_KEPT_ARRAY
+        if item == GGUFValueType.STRING and key == TOKENS_KEY:  # kept whole: token strings for display
+            return [self.raw_string().decode("utf-8", errors="backslashreplace") for _ in range(count)]
+        if item == GGUFValueType.STRING and not keep:  # merges: walked, not decoded
+            for _ in range(count):
+                self.skip_string()
+            return None
+        if item in SCALARS and item != GGUFValueType.BOOL:
+            fmt = SCALARS[item]
+            start = self.take(count * struct.calcsize(fmt))
+            if not keep:
+                return None
+            values = list(struct.unpack_from(f"<{count}{fmt[1]}", self.data, start))
+            return [_shortest(v) for v in values] if item == GGUFValueType.FLOAT32 else values
+        values = [self.value(item, key, depth + 1) for _ in range(count)]
+        return values if keep else None
+
+    def _type(self, vtype: int, key: str) -> GGUFValueType:
+        try:
+            return GGUFValueType(vtype)
+        except ValueError:
+            raise CheckpointError(self.path, f"metadata {key!r} has unknown value type {vtype}") from None
+
+
+def _shortest(value: float) -> float:
+    """A float32 as the shortest decimal that rounds back to it (eps 0.07, not 0.07000000029802322)."""
+    return float(str(np.float32(value)))
+
+
+def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
+    """(version, metadata, tokens, tensors, alignment) from the header at the start of ``data``."""
+    h = _Header(data, path)
+    if h.unpack("<I") != GGUF_MAGIC:
+        raise CheckpointError(path, "not a GGUF file (no GGUF magic)")
+    version = h.unpack("<I")
+    if version not in SUPPORTED_VERSIONS:
+        swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
+        if swapped in SUPPORTED_VERSIONS:
+            raise CheckpointError(path, f"big-endian GGUF (version {swapped}, byte-swapped) is not supported")
+        old = " (its 32-bit lengths predate GGUF 2; convert the model again with a current llama.cpp)" if version == 1 else ""
+        raise CheckpointError(path, f"GGUF version {version} is not supported; lmhead reads versions 2 and 3{old}")
+    n_tensors = h.unpack("<Q")
+    n_kv = h.unpack("<Q")
+    if n_kv * 13 + n_tensors * 24 > h.size - h.pos:  # the smallest key/value and tensor entries
+        claim = f"{n_kv:,} metadata entries and {n_tensors:,} tensors"
+        raise CheckpointError(path, f"header claims {claim}, more than the file can hold (truncated?)")
+    metadata: dict[str, Any] = {}
+    tokens = None
+    keys: set[str] = set()
+    for _ in range(n_kv):
+        key = h.name("metadata key")
+        if key in keys:
+            raise CheckpointError(path, f"metadata key {key!r} appears twice")
+        keys.add(key)
+        value = h.value(h.unpack("<I"), key)
+        if key == TOKENS_KEY:  # kept apart from the metadata: it is the vocabulary, often 100k+ strings
+            tokens = value if isinstance(value, list) and all(isinstance(t, str) for t in value) else None
+        elif value is not None:
+            metadata[key] = value
+    entries = [_tensor_entry(h) for _ in range(n_tensors)]
+    alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
+        raise CheckpointError(path, f"general.alignment {alignment!r} is not a power of two")
+    data_start = -(-h.pos // alignment) * alignment
+    tensors = [_tensor_info(path, entry, data_start, alignment, h.size) for entry in entries]
+    seen: set[str] = set()
+    for info in tensors:
+        if info.name in seen:
+            raise CheckpointError(path, f"tensor {info.name!r} is listed twice")
+        seen.add(info.name)
+    return version, metadata, tokens, tensors, alignment
+
+
+def _tensor_entry(h: _Header) -> tuple[str, tuple[int, ...], int, int]:
+    name = h.name("tensor name")
+    n_dims = h.unpack("<I")
+    if n_dims > MAX_DIMS:
+        raise CheckpointError(h.path, f"tensor {name!r} has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}")
+    dims = struct.unpack_from(f"<{n_dims}Q", h.data, h.take(8 * n_dims))
+    raw_type = h.unpack("<I")
+    offset = h.unpack("<Q")
+    return name, dims, raw_type, offset
+
+
+def _tensor_info(path: Path, entry: tuple[str, tuple[int, ...], int, int], data_start: int, alignment: int, size: int) -> TensorInfo:
+    name, dims, raw_type, offset = entry
+    try:
+        qtype = GGMLQuantizationType(raw_type)
+        block, type_size = GGML_QUANT_SIZES[qtype]
+    except (ValueError, KeyError):
+        raise CheckpointError(path, f"tensor {name!r} has unknown type {raw_type} (newer than gguf's table?)") from None
+    if dims and dims[0] % block:
+        raise CheckpointError(path, f"tensor {name!r}: rows of {dims[0]} values do not divide into {qtype.name} blocks of {block}")
+    numel = math.prod(dims)
+    nbytes = numel // block * type_size
+    if offset % alignment:
+        raise CheckpointError(path, f"tensor {name!r} starts at data offset {offset:,}, not a multiple of the {alignment}-byte alignment")
+    end = data_start + offset + nbytes
+    if end > size:
+        raise CheckpointError(path, f"tensor {name!r} runs to byte {end:,}, but the file has {size:,} bytes (truncated?)")
+    # GGUF lists dimensions innermost first (ne[0] is contiguous); numpy and PyTorch list them outermost first.
+    return TensorInfo(name=name, shape=tuple(reversed(dims)), dtype=qtype.name, nbytes=nbytes, file=path, offset=data_start + offset)
+
+
+class GGUFFile:
+    """One ``.gguf`` file opened read-only: header parsed, data read on demand by row ranges."""
+
+    format = "gguf"
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+        try:
+            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:  # only the header's pages are touched
+                self.version, self.metadata, self.tokens, self.tensors, self.alignment = _read_header(path, data)
+        except CheckpointError:
+            os.close(self._fd)
+            raise
+        except (OSError, ValueError, struct.error, OverflowError) as exc:  # mmap of an empty file, a failed read
+            os.close(self._fd)
+            raise CheckpointError(path, f"not a valid GGUF file: {exc}") from exc
+        self.tensors.sort(key=lambda t: t.offset)
+
+    def _qtype(self, info: TensorInfo) -> tuple[GGMLQuantizationType, int, int]:
+        qtype = GGMLQuantizationType[info.dtype]
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        return qtype, block, type_size
+
+    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray | None:
+        """Rows ``start:stop`` as stored: numbers for plain types, (rows, row_bytes) uint8 blocks for quantized ones."""
+        inner = math.prod(info.shape[1:])
+        if info.dtype in PLAIN:
+            dtype = PLAIN[info.dtype]
+            buf = pread_exact(self._fd, (stop - start) * inner * dtype.itemsize, info.offset + start * inner * dtype.itemsize, self.path)
+            return buf.view(dtype).reshape((stop - start, *info.shape[1:]))
+        _, block, type_size = self._qtype(info)
+        if inner % block:  # a 1-D quantized tensor: a "row" is one value, not whole blocks
+            return None
+        row_bytes = inner // block * type_size
+        buf = pread_exact(self._fd, (stop - start) * row_bytes, info.offset + start * row_bytes, self.path)
+        return buf.reshape(stop - start, row_bytes)
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as float32; quantized blocks are dequantized for these rows only."""
+        if info.dtype in INTEGER:
+            raise CheckpointError(self.path, f"{info.name}: type {info.dtype} is not a floating-point type")
+        if info.dtype == "F64":  # not in gguf.quants' table
+            return self.read_raw_rows(info, start, stop).astype(np.float32)
+        qtype, block, type_size = self._qtype(info)
+        inner = math.prod(info.shape[1:])
+        rows = stop - start
+        if rows <= 0:
+            return np.zeros((0, *info.shape[1:]), dtype=np.float32)
+        if inner % block == 0:  # the usual case: every row is whole blocks (plain types are blocks of one)
+            row_bytes = inner // block * type_size
+            raw = pread_exact(self._fd, rows * row_bytes, info.offset + start * row_bytes, self.path).reshape(rows, row_bytes)
+            values = self._dequantize(info, qtype, raw)  # (rows, row_bytes) uint8 -> (rows, inner) float32
+        else:  # rows that cut through blocks (1-D tensors): read the covering blocks, then slice
+            first, last = start * inner // block, -(-stop * inner // block)
+            raw = pread_exact(self._fd, (last - first) * type_size, info.offset + first * type_size, self.path)
+            skip = start * inner - first * block
+            values = self._dequantize(info, qtype, raw.reshape(1, -1)).reshape(-1)[skip : skip + rows * inner]
+        return values.reshape((rows, *info.shape[1:]))
+
+    def _dequantize(self, info: TensorInfo, qtype: GGMLQuantizationType, raw: np.ndarray) -> np.ndarray:
+        try:
+            return gguf_quants.dequantize(raw, qtype)  # looked up on the module at call time (tests watch it)
+        except NotImplementedError:
+            raise CheckpointError(
+                self.path, f"{info.name}: the gguf package cannot dequantize {qtype.name}, so its values cannot be read (only counted)"
+            ) from None
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def open_gguf(path: str | Path) -> Checkpoint:
+    """A ``Checkpoint`` over one GGUF file; its metadata plays the part of config.json."""
+    from ..checkpoint import Checkpoint
+
+    path = Path(path)
+    reader = GGUFFile(path)
+    return Checkpoint(
+        path=path,
+        format=reader.format,
+        tensors={t.name: t for t in reader.tensors},
+        readers={path: reader},
+        metadata=reader.metadata,
+        tokens=reader.tokens,
+    )

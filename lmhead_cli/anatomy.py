@@ -28,6 +28,7 @@ from .conventions import (
     gguf_convention,
 )
 from .errors import AnatomyError
+from .wrapped import language_config, relocate, wrapped_tying
 
 __all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "locate_head"]
 
@@ -58,9 +59,10 @@ class HeadAnatomy:
     head: str | None  # the stored head weight, None when none is stored
     head_bias: str | None
     final_norm: FinalNorm | None
-    tied: bool  # the model as its config directs uses one matrix for both
+    tied: bool  # the model as transformers 5 loads it uses one matrix for both
     tie_source: str
     config_tie: bool | None  # the tie_word_embeddings key itself, None when absent
+    config_tied: bool | None  # what the config directs (key or class default); None: no config, or a flag that decides nothing
     vocab_size: int  # rows of the matrix the head uses
     hidden_size: int
     pre_head_scale: float | None = None  # T5 tied: d_model ** -0.5
@@ -69,7 +71,10 @@ class HeadAnatomy:
     other_prefixes: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
     explain: dict[str, str] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # config sizes that disagree with the tensors
+    tie_problems: tuple[str, ...] = ()  # tie flags that disagree (wrapped models)
+    wrapper: str | None = None  # model_type of a vision-language wrapper around the language model
+    head_candidates: tuple[str, ...] = ()  # other tensors shaped like a head (MTP, Medusa, per-codebook)
 
     @property
     def head_matrix(self) -> str:
@@ -97,11 +102,20 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name."""
     gguf = ckpt.format == "gguf"
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
-    arch = _gguf_architecture(config) if gguf else architecture_of(config)
+    lm = None if gguf else language_config(config)
+    nested = lm is not None and lm.nesting is not None
+    settings = lm.config if nested else config  # where the language model's sizes, norm and eps live
+    arch = _gguf_architecture(config) if gguf else architecture_of(settings)
     conv = gguf_convention(arch, config) if gguf else CONVENTIONS.get(arch) if arch else None
-    where = "GGUF metadata" if gguf else "config"
+    where = "GGUF metadata" if gguf else (f"config {lm.nesting}" if nested else "config")
     explain: dict[str, str] = {}
     names = ckpt.tensors
+    if nested:
+        explain["language model"] = f"{lm.wrapper_type or 'wrapper'} nests a {arch or 'unknown'} model in {lm.nesting}"
+    if conv and not gguf:
+        conv, layout = relocate(conv, names)
+        if layout != "plain decoder layout":
+            explain["layout"] = layout
 
     emb = _pick(ckpt, embedding, conv.embedding if conv else (), EMBEDDING_PATTERNS, "embedding", explain)
     head_name = _pick(ckpt, head, conv.head if conv else (), HEAD_PATTERNS, "head", explain, exclude=emb)
@@ -113,13 +127,16 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         )
     bias = _head_bias(ckpt, conv, head_name, explain)
     aliased = _shares_storage(ckpt, emb, head_name)
+    tie_problems: tuple[str, ...] = ()
     if gguf:
-        tied, tie_source, config_tie = _gguf_tying(None if aliased else head_name, emb, explain)
+        config_tied, tie_source, config_tie = _gguf_tying(None if aliased else head_name, emb, explain)
+    elif nested:
+        config_tied, tie_source, config_tie, tie_problems = wrapped_tying(config, lm)
     else:
-        tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name, explain)
-    if aliased and config is None:
-        tie_source = explain["tied"] = f"no config; {head_name} shares storage with {emb} (tied by storage)"
-    rescale = _rescale(config, conv, tied)
+        config_tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name)
+    tied, tie_source = _loaded_tying(config_tied, tie_source, head_name, emb, aliased)
+    explain["tied"] = tie_source
+    rescale = _rescale(settings, conv, bool(config_tied))
     matrix = emb if (tied or head_name is None) else head_name
     if matrix is None:  # tied by config but no embedding stored: the head stands in for it
         matrix, tied = head_name, False
@@ -129,10 +146,15 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     if 0 in shape:
         raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix cannot be empty")
     vocab, hidden = shape
-    norm = _final_norm(ckpt, conv, hidden, explain, config, where)
+    norm = _final_norm(ckpt, conv, hidden, explain, settings, where)
     if gguf:
         _gguf_explain(arch, config, norm, explain)
-    problems = _size_problems(config, vocab, hidden, matrix)
+    problems = _size_problems(settings, vocab, hidden, matrix)
+    transforms = _transforms(settings, conv, explain, where)
+    if nested and lm.wrapper and not lm.wrapper.applies_text_transforms and transforms:
+        for t in transforms:
+            explain[f"transform:{t.kind}"] = f"{t.source}, but {lm.wrapper_type}'s head does not apply it"
+        transforms = ()
     return HeadAnatomy(
         architecture=arch,
         convention=conv.family if conv else "name patterns",
@@ -143,15 +165,19 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         tied=tied,
         tie_source=tie_source,
         config_tie=config_tie,
+        config_tied=config_tied,
         vocab_size=vocab,
         hidden_size=hidden,
         pre_head_scale=hidden**-0.5 if rescale else None,
-        transforms=_transforms(config, conv, explain, where),
+        transforms=transforms,
         aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
         other_prefixes=conv.other_prefixes if conv else (),
         buffers=tuple(n for n in names if any(re.search(p, n) for p in BUFFER_PATTERNS)),
         explain=explain,
         problems=problems,
+        tie_problems=tie_problems,
+        wrapper=lm.wrapper_type if nested else None,
+        head_candidates=_head_candidates(names, (vocab, hidden), {emb, head_name, *(conv.aliases if conv else ())}),
     )
 
 
@@ -189,6 +215,18 @@ def _pick(
     return None
 
 
+def _head_candidates(names: dict, shape: tuple[int, int], taken: set) -> tuple[str, ...]:
+    """Other tensors a head could be: multi-token-prediction, Medusa or per-codebook heads."""
+    found = []
+    for name, info in names.items():
+        if name in taken or len(info.shape) != 2:
+            continue
+        head_like = any(re.search(p, name) for p in HEAD_PATTERNS) or re.search(r"(^|\.)(lm_heads?|medusa_heads?|heads?)(\.\d+)*(\.\d+)?\.weight$", name)
+        if info.shape == shape or (head_like and info.shape[1] == shape[1]):
+            found.append(name)
+    return tuple(found)
+
+
 def _shares_storage(ckpt: Checkpoint, emb: str | None, head: str | None) -> bool:
     """Two names over the same bytes (a PyTorch state dict of a tied model)."""
     if emb is None or head is None:
@@ -213,31 +251,38 @@ def _tying(
     conv: Convention | None,
     arch: str | None,
     head: str | None,
-    explain: dict[str, str],
-) -> tuple[bool, str, bool | None]:
-    """(tied, why, the config key's own value). Transformers' rule: the key, else the class default."""
+) -> tuple[bool | None, str, bool | None]:
+    """(what the config directs, why, the key's own value): the key, else the class default."""
     key = config.get("tie_word_embeddings") if config else None
     config_tie = key if isinstance(key, bool) else None
-    if config and conv and conv.rescale_key and conv.rescale_key in config:
-        tied = head is None
-        source = (
-            f"{arch} saved by transformers 5 ({conv.rescale_key} present): tie_word_embeddings is always true "
-            + ("and no head is stored" if tied else "but a stored head unties them")
+    if config is None:
+        return None, "no config", None
+    if conv and conv.rescale_key and conv.rescale_key in config:
+        return None, f"{arch} saved by transformers 5 ({conv.rescale_key} present): tie_word_embeddings is always true", config_tie
+    if config_tie is not None:
+        return config_tie, f"config.json tie_word_embeddings={str(config_tie).lower()}", config_tie
+    if conv is not None:
+        return conv.tie_default, f"tie_word_embeddings absent; {arch}'s default is {str(conv.tie_default).lower()}", None
+    return None, f"tie_word_embeddings absent and architecture {arch or 'unknown'} not in the table", None
+
+
+def _loaded_tying(config_tied: bool | None, source: str, head: str | None, emb: str | None, aliased: bool) -> tuple[bool, str]:
+    """What the loader does with what is stored: transformers 5 ties a head only when it is absent
+    (or equal to the embedding, which only values can tell); llama.cpp likewise reuses the embedding."""
+    if config_tied is False:
+        return False, source + ("; no head is stored" if head is None else "")
+    if aliased:
+        return True, f"{source}; {head} shares storage with {emb} (tied by storage)"
+    if head is None:
+        if config_tied is None and source == "no config":
+            return True, "no config; no head stored, so loaders reuse the embedding"
+        return True, source if config_tied else f"{source}; no head stored, so loaders reuse the embedding"
+    if config_tied:
+        return False, (
+            f"{source}, but {head} is stored: transformers 5 loads it (it ties only an absent or equal head), "
+            "while 4.x replaced it with the embedding"
         )
-    elif config_tie is not None:
-        source = f"config.json tie_word_embeddings={str(config_tie).lower()}"
-        tied = config_tie
-    elif config is not None and conv is not None:
-        tied = conv.tie_default
-        source = f"tie_word_embeddings absent; {arch}'s default is {str(tied).lower()}"
-    elif config is not None:
-        tied = head is None
-        source = f"tie_word_embeddings absent and architecture {arch or 'unknown'} not in the table; {'no head stored' if tied else 'a head is stored'}"
-    else:
-        tied = head is None
-        source = "no config; " + ("no head stored, so loaders reuse the embedding" if tied else "a head is stored")
-    explain["tied"] = source
-    return tied, source, config_tie
+    return False, source if source.startswith("GGUF") else f"{source}; a head is stored"
 
 
 def _rescale(config: dict[str, Any] | None, conv: Convention | None, tied: bool) -> bool:
@@ -323,15 +368,11 @@ def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
     return arch if isinstance(arch, str) and arch else None
 
 
-def _gguf_tying(head: str | None, emb: str | None, explain: dict[str, str]) -> tuple[bool, str, None]:
+def _gguf_tying(head: str | None, emb: str | None, explain: dict[str, str]) -> tuple[bool | None, str, None]:
     """llama.cpp's loaders take output.weight when it is stored and fall back to the embedding when not."""
-    tied = head is None
-    if tied:
-        source = f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head"
-    else:
-        source = f"GGUF stores {head}: llama.cpp uses it as the head"
-    explain["tied"] = source
-    return tied, source, None
+    if head is None:
+        return None, f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head", None
+    return False, f"GGUF stores {head}: llama.cpp uses it as the head", None
 
 
 def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | None, explain: dict[str, str]) -> None:

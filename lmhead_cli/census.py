@@ -7,16 +7,16 @@ parameters, and a tied matrix is counted once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
-from .conventions import BLOCK_PATTERN
+from .conventions import BLOCK_PATTERN, PROJECTOR_PREFIXES, VISION_PREFIXES
 from .formats.base import TensorInfo
 
 __all__ = ["Census", "DtypeCount", "Group", "census"]
 
-GROUP_ORDER = ("embedding", "head", "final_norm", "blocks", "other")
+GROUP_ORDER = ("embedding", "head", "final_norm", "blocks", "vision", "projector", "other")
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,25 @@ class Census:
     def head_share(self) -> float:
         return self.head_params / self.total_params if self.total_params else 0.0
 
+    def group(self, name: str) -> Group:
+        return next(g for g in self.groups if g.name == name)
+
+    @property
+    def language_model_params(self) -> int:
+        """Everything but a vision tower and its projector."""
+        return self.total_params - self.group("vision").params - self.group("projector").params
+
+    @property
+    def head_share_of_language_model(self) -> float:
+        return self.head_params / self.language_model_params if self.language_model_params else 0.0
+
 
 def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None = None) -> Census:
     """Count ``ckpt``'s parameters by role using only its headers."""
     members = _assign_groups(ckpt, anatomy)
     groups = tuple(_group(name, members[name], anatomy) for name in GROUP_ORDER)
+    if anatomy.config_tied is False and anatomy.head is None:
+        groups = _with_missing_head(groups, anatomy)
     embedding = ckpt.tensors[anatomy.embedding] if anatomy.embedding else None
     matrix = ckpt.tensors[anatomy.head_matrix]
     bias = ckpt.tensors[anatomy.head_bias] if anatomy.head_bias else None
@@ -100,6 +114,13 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
         tokenizer_vocab=tokenizer_vocab,
         padded_rows=padded,
     )
+
+
+def _with_missing_head(groups: tuple[Group, ...], anatomy: HeadAnatomy) -> tuple[Group, ...]:
+    """An untied model whose head is not stored still has one once loaded: initialised at random."""
+    missing = anatomy.vocab_size * anatomy.hidden_size
+    note = f"not stored: the config says untied, so loaders create a random {anatomy.vocab_size:,} × {anatomy.hidden_size:,} head"
+    return tuple(replace(g, params=g.params + missing, note=note) if g.name == "head" else g for g in groups)
 
 
 def _by_dtype(members: dict[str, list[TensorInfo]], anatomy: HeadAnatomy) -> tuple[DtypeCount, ...]:
@@ -145,6 +166,10 @@ def _assign_groups(ckpt: Checkpoint, anatomy: HeadAnatomy) -> dict[str, list[Ten
             members["head"].append(info)
         elif name in norm_names:
             members["final_norm"].append(info)
+        elif name.startswith(PROJECTOR_PREFIXES):
+            members["projector"].append(info)
+        elif name.startswith(VISION_PREFIXES):
+            members["vision"].append(info)
         elif _is_block(name, anatomy):
             members["blocks"].append(info)
         else:
@@ -163,9 +188,9 @@ def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
     note = None
     if name == "head" and anatomy.tied:
         weight = next((i for i in infos if i.name == anatomy.head), None)
-        if weight is not None:  # stored, yet tied: loaders use the embedding
+        if weight is not None:  # the same storage as the embedding (a PyTorch state dict)
             params -= weight.numel
-            note = f"{weight.name} is stored but tied to the embedding"
+            note = f"{weight.name} shares storage with the embedding"
         else:
             note = f"tied: uses {anatomy.embedding}"
     layers = None

@@ -194,6 +194,11 @@ CONVENTIONS: dict[str, Convention] = {
     ),
 }
 CONVENTIONS["mt5"] = replace(CONVENTIONS["t5"], family="mt5", tie_default=False)
+# The text halves of vision-language models, as their nested configs name them.
+CONVENTIONS["qwen2_vl_text"] = replace(LLAMA, family="qwen2_vl_text")
+CONVENTIONS["qwen2_5_vl_text"] = replace(LLAMA, family="qwen2_5_vl_text")
+CONVENTIONS["qwen3_vl_text"] = replace(LLAMA, family="qwen3_vl_text")
+CONVENTIONS["qwen3_vl_moe_text"] = replace(LLAMA, family="qwen3_vl_moe_text")
 CONVENTIONS["umt5"] = replace(CONVENTIONS["t5"], family="umt5")
 
 # GGUF (llama.cpp, Ollama, LM Studio): one set of tensor names for every architecture, and the
@@ -294,3 +299,66 @@ NORM_PATTERNS = (
 )
 EPS_KEYS = ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_eps", "norm_epsilon")
 BLOCK_PATTERN = r"(?:^|\.)(?:layers|h|blocks|block|layer|blk)\.(\d+)\."  # blk: GGUF
+
+
+# ---------------------------------------------------------------- wrapped (vision-language) models
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """A model that nests its language model's config (transformers 5.24's behaviour, checked
+    against tests/fixtures/wrapped/tie_matrix.json)."""
+
+    family: str
+    tie_default: bool  # the top-level default when tie_word_embeddings is absent
+    text_tie_wins: bool = False  # the config class copies a true text_config flag to the top level
+    applies_text_transforms: bool = False  # the wrapper applies the text model's softcap / scaling
+
+
+WRAPPERS: dict[str, Wrapper] = {
+    "llava": Wrapper("llava", tie_default=False, text_tie_wins=True),
+    "llava_onevision": Wrapper("llava_onevision", tie_default=False, text_tie_wins=True),
+    "llava_next": Wrapper("llava_next", tie_default=False),
+    "llava_next_video": Wrapper("llava_next_video", tie_default=False),
+    "mistral3": Wrapper("mistral3", tie_default=True),  # true since transformers PR 43429
+    "gemma3": Wrapper("gemma3", tie_default=True),  # Gemma3ForConditionalGeneration ignores the text softcap
+    "paligemma": Wrapper("paligemma", tie_default=True, applies_text_transforms=True),
+    "qwen2_vl": Wrapper("qwen2_vl", tie_default=False, text_tie_wins=True),
+    "qwen2_5_vl": Wrapper("qwen2_5_vl", tie_default=False, text_tie_wins=True),
+    "qwen3_vl": Wrapper("qwen3_vl", tie_default=False),
+    "qwen3_vl_moe": Wrapper("qwen3_vl_moe", tie_default=False),
+}
+NESTED_CONFIG_KEYS = ("text_config", "language_config", "llm_config")
+
+# Where a wrapper saves its language model, as a rewrite of the *ForCausalLM names.
+LAYOUTS = (
+    ("", ""),  # as a plain decoder (Qwen2-VL saves model.*, lm_head.weight)
+    ("", "language_model."),  # language_model.model.*, language_model.lm_head.weight (Llava, Mistral3, Gemma3, PaliGemma)
+    ("model.", "model.language_model."),  # model.language_model.*, lm_head.weight (Qwen3-VL, transformers 5 layout)
+)
+
+# Parts of a multimodal checkpoint that are not the language model (projectors are checked first:
+# Qwen's merger lives under the vision tower's prefix).
+PROJECTOR_PREFIXES = (
+    "multi_modal_projector.",
+    "model.multi_modal_projector.",
+    "visual.merger.",
+    "model.visual.merger.",
+    "visual.deepstack_merger_list.",
+    "model.visual.deepstack_merger_list.",
+    "mm_projector.",
+    "model.mm_projector.",
+    "connector.",
+    "model.connector.",
+    "mlp1.",
+)
+VISION_PREFIXES = (
+    "vision_tower.",
+    "model.vision_tower.",
+    "visual.",
+    "model.visual.",
+    "vision_model.",
+    "model.vision_model.",
+    "vision_encoder.",
+    "model.vision_encoder.",
+)

@@ -72,7 +72,7 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -
         comparison = compare_transposed(ckpt, emb, head, full=full)
     identical = True if aliased else (None if comparison is None else comparison.identical)
     config_present = ckpt.config is not None or ckpt.format == "gguf"  # a GGUF's metadata is its config
-    tied = _verdict_tied(anatomy, config_present, head, identical, aliased, relation)
+    tied = anatomy.config_tied is not False and (head is None or aliased or (bool(identical) and relation == "same"))
     problems, notes = _findings(anatomy, config_present, emb, head, relation, identical, ckpt)
     return TyingReport(
         tied=tied,
@@ -110,16 +110,11 @@ def _shape_relation(emb: TensorInfo | None, head: TensorInfo | None) -> str | No
     return "different"
 
 
-def _verdict_tied(anatomy: HeadAnatomy, config_present: bool, head, identical, aliased, relation) -> bool:
-    if config_present:
-        return anatomy.tied
-    return head is None or aliased or (bool(identical) and relation == "same")
-
-
 def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> tuple[list[str], list[str]]:
-    problems: list[str] = []
+    problems: list[str] = list(anatomy.tie_problems)
     notes: list[str] = []
-    says_tied = anatomy.tied and config_present
+    says_tied = anatomy.config_tied is True
+    says_untied = anatomy.config_tied is False
     if emb is None:
         problems.append("no token embedding is stored" + (f"; the head {head.name} is" if head else ""))
     if says_tied and head is not None and relation not in ("same", "transposed"):
@@ -134,15 +129,14 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
             f"config ties the embedding and head, but {head.name} is stored with different values: "
             "transformers 4.x drops the stored head and 5.x unties them, so the same files load as different models"
         )
-    if config_present and not anatomy.tied and head is None and emb is not None:
-        problems.append(
-            f"config says untied ({anatomy.tie_source}), but no head is stored: loaders initialise the head at random"
-        )
+    if says_untied and head is None and emb is not None:
+        problems.append("config says untied, but no head is stored: loaders initialise the head at random")
     if relation == "slice" and identical and not says_tied:
         notes.append(f"{_slice_phrase(emb, head)}: tying them would need the loader to slice")
-    if not anatomy.tied and head is not None and identical and relation != "slice":
+    if not says_tied and head is not None and identical and relation != "slice" and not _aliased(emb, head):
+        state = "untied" if says_untied else "stored twice"
         notes.append(
-            f"untied, but {head.name} holds exactly the values of {emb.name}: tying would save "
+            f"{state}, but {head.name} holds exactly the values of {emb.name}: tying would save "
             f"{head.numel:,} parameters ({head.nbytes:,} bytes)"
         )
     if says_tied and head is not None and identical and not _aliased(emb, head):
@@ -150,11 +144,16 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
     if _aliased(emb, head):
         notes.append(f"{head.name} and {emb.name} share one storage in the file: tied by storage")
     if emb is not None and head is not None and emb.dtype != head.dtype:
-        notes.append(f"embedding is {emb.dtype}, head is {head.dtype}; values were compared after widening")
+        how = "dequantizing" if not (_plain(emb.dtype) and _plain(head.dtype)) else "widening"
+        notes.append(f"embedding is {emb.dtype}, head is {head.dtype}; values were compared after {how}")
     if relation == "transposed":
         compared = "values compared column by column" if identical is not None else "values not compared (this format cannot read columns)"
         notes.append(f"{head.name} is stored transposed {list(head.shape)} relative to {emb.name}; {compared}")
     return problems, notes
+
+
+def _plain(dtype: str) -> bool:
+    return dtype[:1] in ("F", "B", "I", "U") and not dtype.startswith(("IQ",))
 
 
 def _slice_phrase(emb: TensorInfo, head: TensorInfo) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .tokens import Vocabulary
+from .wrapped import language_config
 
 __all__ = ["VocabAudit", "audit_vocabulary"]
 
@@ -26,8 +27,9 @@ class VocabAudit:
 def audit_vocabulary(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None) -> VocabAudit:
     emb_rows = ckpt.tensors[anatomy.embedding].rows if anatomy.embedding else None
     head_rows = anatomy.vocab_size
-    config_size = (ckpt.config or {}).get("vocab_size") if ckpt.config else None
-    config_size = config_size if isinstance(config_size, int) else None
+    lm = language_config(ckpt.config)
+    config_size = lm.config.get("vocab_size") if lm else None
+    config_size = config_size if isinstance(config_size, int) and not isinstance(config_size, bool) else None
     tok = vocab.size if vocab else None
     problems: list[str] = []
     notes: list[str] = []

@@ -9,10 +9,9 @@ import sys
 import ml_dtypes
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
-
 from builders import llama_config, llama_tensors, write_checkpoint
 from conftest import run, run_json
+from safetensors.numpy import save_file
 
 V, D = 64, 16
 
@@ -28,7 +27,8 @@ def test_single_file_directory(tmp_path):
     assert data["head_params"] == data["head_stored_params"] == V * D
     assert data["embedding_params"] == V * D
     assert data["tied"] is False
-    assert {g["name"] for g in data["groups"]} == {"embedding", "head", "final_norm", "blocks", "other"}
+    assert [g["name"] for g in data["groups"]] == ["embedding", "head", "final_norm", "blocks", "vision", "projector", "other"]
+    assert data["vision_params"] == data["projector_params"] == 0 and data["language_model_params"] == data["total_params"]
     blocks = next(g for g in data["groups"] if g["name"] == "blocks")
     assert blocks["layers"] == 2
 

@@ -105,11 +105,23 @@ def test_counts_stored_effective_non_embedding_and_by_dtype(tmp_path):
     assert by["F32"]["effective_params"] == total - 64 * 16
 
 
-def test_a_stored_head_tied_by_config_is_stored_but_not_effective(tmp_path):
+def test_a_stored_head_under_a_tying_config_is_counted_as_transformers_5_loads_it(tmp_path):
+    """Header-only, count cannot know whether the stored head equals the embedding; transformers 5
+    keeps a stored head that differs, so count does too, and says so. check-tying compares values."""
     t = llama_tensors()
     t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()
-    data = run_json("count", write_checkpoint(tmp_path / "m", t, llama_config(tied=True)))
-    assert data["stored_params"] - data["effective_params"] == 64 * 16
+    folder = write_checkpoint(tmp_path / "m", t, llama_config(tied=True))
+    data = run_json("count", folder)
+    assert data["tied"] is False and data["head_stored_params"] == 64 * 16
+    assert "transformers 5 loads it" in data["tie_source"]
+    tying = run_json("check-tying", folder)
+    assert tying["tied"] is True and tying["values_identical"] is True and tying["problems"] == []
+
+
+def test_an_untied_model_without_a_stored_head_counts_the_head_it_will_get(tmp_path):
+    data = run_json("count", write_checkpoint(tmp_path / "m", llama_tensors(tied=True), llama_config(tied=False)))
+    head = next(g for g in data["groups"] if g["name"] == "head")
+    assert head["params"] == 64 * 16 and head["bytes"] == 0 and "random" in head["note"]
 
 
 def test_explain_names_the_rule_for_each_role(tmp_path):

@@ -32,8 +32,10 @@ def test_json_has_the_documented_fields(tmp_path):
 def test_config_tied_but_a_different_head_is_stored_is_a_problem(tmp_path):
     folder = write_checkpoint(tmp_path / "m", llama_tensors(tied=False), llama_config(tied=True))
     data = run_json("check-tying", folder, exit_code=1)
-    assert data["tied"] is True and data["values_identical"] is False
+    # transformers 5 keeps the stored head (it ties only an absent or equal one); 4.x replaced it
+    assert data["tied"] is False and data["values_identical"] is False and data["config_tie"] is True
     assert len(data["problems"]) == 1 and "different values" in data["problems"][0] and "4.x" in data["problems"][0]
+    assert "transformers 5 loads it" in data["tie_source"]
 
 
 def test_config_untied_but_no_head_stored_is_a_problem(tmp_path):
@@ -133,7 +135,7 @@ def test_panel_shows_verdict_first_then_evidence(tmp_path):
     folder = write_checkpoint(tmp_path / "m", llama_tensors(tied=False), llama_config(tied=True))
     out = run("check-tying", folder, ok=False).stdout
     lines = [line.strip("|+ ") for line in out.splitlines() if line.strip("|+- ")]
-    assert lines[1].startswith("tied, but the checkpoint is inconsistent (1 problem)")
+    assert lines[1].startswith("untied, but the checkpoint is inconsistent (1 problem)")
     assert "problem: config ties" in out and "values" in out and "differ" in out
 
 

@@ -18,6 +18,8 @@ LABELS = {
     "head": "LM head",
     "final_norm": "final norm",
     "blocks": "transformer blocks",
+    "vision": "vision tower",
+    "projector": "multimodal projector",
     "other": "other",
 }
 
@@ -40,6 +42,14 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "head_stored_bytes": c.head_stored_bytes,
         "head_bits_per_param": ckpt.tensors[anatomy.head_matrix].bits_per_param,
         "head_share": c.head_share,
+        "language_model_params": c.language_model_params,
+        "head_share_of_language_model": c.head_share_of_language_model,
+        "vision_params": c.group("vision").params,
+        "projector_params": c.group("projector").params,
+        "wrapper": anatomy.wrapper,
+        "head_candidates": [
+            {"name": n, "shape": list(ckpt.tensors[n].shape), "dtype": ckpt.tensors[n].dtype} for n in anatomy.head_candidates
+        ],
         "tied": c.tied,
         "tie_source": anatomy.tie_source,
         "vocab_size": c.vocab_size,
@@ -81,7 +91,7 @@ def _norm_json(anatomy: HeadAnatomy) -> dict[str, Any] | None:
 
 
 def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
-    title = Text(f"{ckpt.path}  ({anatomy.architecture or 'unknown architecture'}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold")
+    title = Text(f"{ckpt.path}  ({_architecture(anatomy)}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold")
     table = Table()
     table.add_column("group")
     table.add_column("params", justify="right")
@@ -90,6 +100,8 @@ def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
     table.add_column("bytes", justify="right")
     table.add_column("tensors", justify="right")
     for g in c.groups:
+        if g.name in ("vision", "projector") and not g.tensors:
+            continue
         label = LABELS[g.name] + (f" ({g.layers} layer{'s' * (g.layers > 1)})" if g.layers else "")
         params = f"{g.params:,}"
         if g.name == "head" and c.tied:
@@ -98,6 +110,11 @@ def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
     table.add_section()
     table.add_row("total", f"{c.total_params:,}", "100%", "", human_bytes(c.total_bytes), str(sum(g.tensors for g in c.groups)))
     return RichGroup(title, table, *_summary(ckpt, anatomy, c))
+
+
+def _architecture(anatomy: HeadAnatomy) -> str:
+    arch = anatomy.architecture or "unknown architecture"
+    return f"{anatomy.wrapper} wrapping {arch}" if anatomy.wrapper else arch
 
 
 def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
@@ -111,6 +128,17 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
             + (f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself" if not c.tied else "; stored once, shared with the embedding")
         ),
     ]
+    if c.language_model_params != c.total_params:
+        lines.append(
+            Text(
+                f"language model ({anatomy.wrapper or 'wrapped'}): {c.language_model_params:,} parameters; the head is "
+                f"{percent(c.head_params, c.language_model_params)} of it"
+            )
+        )
+    if anatomy.head_candidates:
+        shown = ", ".join(f"{n} {list(ckpt.tensors[n].shape)}" for n in anatomy.head_candidates[:6])
+        more = f" and {len(anatomy.head_candidates) - 6} more" if len(anatomy.head_candidates) > 6 else ""
+        lines.append(Text(f"other head candidates (pick one with topk --head NAME): {shown}{more}"))
     lines.append(
         Text(
             f"parameters: {c.total_params:,} effective (tied counted once), {c.stored_params:,} stored on disk, "

@@ -61,7 +61,8 @@ def _facts(ckpt: Checkpoint, r: DoctorReport) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("architecture", Text(f"{a.architecture or 'unknown'} ({ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})"))
+    arch = f"{a.wrapper} wrapping {a.architecture or 'unknown'}" if a.wrapper else a.architecture or "unknown"
+    table.add_row("architecture", Text(f"{arch} ({ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})"))
     table.add_row(
         "parameters",
         Text(f"{c.total_params:,} effective, {c.stored_params:,} stored, {c.non_embedding_params:,} non-embedding; {human_bytes(c.total_bytes)}"),

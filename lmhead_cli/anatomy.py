@@ -276,7 +276,7 @@ def _loaded_tying(config_tied: bool | None, source: str, head: str | None, emb: 
     if head is None:
         if config_tied is None and source == "no config":
             return True, "no config; no head stored, so loaders reuse the embedding"
-        return True, source if config_tied else f"{source}; no head stored, so loaders reuse the embedding"
+        return True, source if (config_tied or source.startswith("GGUF")) else f"{source}; no head stored, so loaders reuse the embedding"
     if config_tied:
         return False, (
             f"{source}, but {head} is stored: transformers 5 loads it (it ties only an absent or equal head), "

@@ -215,6 +215,7 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     for tensor, shard in sorted(weight_map.items()):
         info = ckpt.tensors.get(tensor)
         if info is None or info.file.name != Path(shard).name:
+            ckpt.close()
             raise CheckpointError(index_path, f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
     unlisted = sorted(set(ckpt.tensors) - set(weight_map))
     if unlisted:
@@ -234,6 +235,15 @@ def _reader(file: Path) -> Reader:
 
 def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
     readers: dict[Path, Reader] = {}
+    try:
+        return _assemble_readers(readers, path, files, directory, index_path)
+    except BaseException:
+        for reader in readers.values():  # a later file (or the config) is bad: release the files already open
+            reader.close()
+        raise
+
+
+def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path], directory: Path, index_path: Path | None) -> Checkpoint:
     tensors: dict[str, TensorInfo] = {}
     for file in files:
         reader = _reader(file)

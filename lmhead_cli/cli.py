@@ -74,6 +74,7 @@ json_option = click.option("--json", "json_", is_flag=True, help="One JSON objec
 
 def _open(ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None) -> tuple[Checkpoint, HeadAnatomy]:
     ckpt = open_checkpoint(ckpt_path, revision=revision)
+    click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
     return ckpt, locate_head(ckpt, head=head, embedding=embedding)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from .anatomy import FinalNorm, HeadAnatomy, LogitTransform
 from .checkpoint import Checkpoint
 from .conventions import GEMMA_RMSNORM, LAYERNORM, RMSNORM
+from .errors import CheckpointError
 
 __all__ = ["TopK", "apply_final_norm", "default_chunk_rows", "normalise", "project"]
 
@@ -77,9 +78,17 @@ def normalise(ckpt: Checkpoint, anatomy: HeadAnatomy, states: np.ndarray) -> np.
     fn = anatomy.final_norm
     if fn is None:
         return states.astype(np.float32)
-    weight = ckpt.read_tensor(fn.weight) if fn.weight else None
-    bias = ckpt.read_tensor(fn.bias) if fn.bias else None
+    weight = _vector(ckpt, fn.weight, anatomy.hidden_size, "final norm") if fn.weight else None
+    bias = _vector(ckpt, fn.bias, anatomy.hidden_size, "final norm") if fn.bias else None
     return apply_final_norm(states, fn, weight, bias)
+
+
+def _vector(ckpt: Checkpoint, name: str, size: int, role: str) -> np.ndarray:
+    """A 1-D parameter read whole, refused unless it has exactly ``size`` entries (it comes from a stranger)."""
+    shape = ckpt.info(name).shape
+    if shape != (size,):
+        raise CheckpointError(ckpt.path, f"{name} has shape {list(shape)}, but the {role} needs [{size}]")
+    return ckpt.read_tensor(name)
 
 
 def prepare_states(ckpt: Checkpoint, anatomy: HeadAnatomy, states: np.ndarray, norm: bool = True) -> np.ndarray:
@@ -109,7 +118,7 @@ def project(
     limit = vocab if vocab_limit is None else min(vocab, vocab_limit)
     k = min(k, limit)
     chunk_rows = chunk_rows or default_chunk_rows(anatomy.hidden_size)
-    bias = ckpt.read_tensor(anatomy.head_bias) if anatomy.head_bias else None  # (V,)
+    bias = _vector(ckpt, anatomy.head_bias, vocab, "head bias") if anatomy.head_bias else None  # (V,)
     fold = _Fold(len(x), k)
     if targets is not None:
         fold.set_targets(targets, _target_logits(ckpt, anatomy, x, targets, limit, bias))

@@ -6,9 +6,13 @@ object array is refused before any of its bytes are interpreted.
 
 from __future__ import annotations
 
+import math
+import os
+import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import ml_dtypes
 import numpy as np
@@ -17,6 +21,7 @@ from .errors import HiddenStateError
 
 __all__ = ["HiddenStates", "load_hidden"]
 
+NPY_MAGIC = b"\x93NUMPY"
 ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"}
 
 
@@ -61,7 +66,11 @@ def _read(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            _check_npy_header(path, f, os.fstat(f.fileno()).st_size)
+            return np.load(f, allow_pickle=False)
+    except HiddenStateError:
+        raise
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled") from exc
@@ -74,6 +83,9 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, str]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             name = _choose_key(path, list(archive.files), key)
+            member = name + ".npy" if name + ".npy" in archive.zip.namelist() else name
+            with archive.zip.open(member) as f:
+                _check_npy_header(path, f, archive.zip.getinfo(member).file_size)
             return archive[name], name
     except HiddenStateError:
         raise
@@ -83,6 +95,29 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, str]:
         raise HiddenStateError(path, f"not a valid .npz file: {_one_line(exc)}") from exc
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise HiddenStateError(path, f"not a valid .npz file: {_one_line(exc)}") from exc
+
+
+def _check_npy_header(path: Path, f: BinaryIO, size: int) -> None:
+    """Refuse, before numpy allocates anything, a file that is not .npy or whose header claims more data than it holds."""
+    if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+        f.seek(0)
+        if f.read(1) == b"\x80":  # pickle protocol 2+: numpy would hand it to pickle
+            raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled")
+        raise HiddenStateError(path, "not a .npy file (no \\x93NUMPY magic at the start)")
+    f.seek(0)
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    except (ValueError, SyntaxError, EOFError, tokenize.TokenError) as exc:
+        raise HiddenStateError(path, f"not a valid .npy file: corrupt header ({_one_line(exc)})") from exc
+    if dtype.hasobject:
+        raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled")
+    need = math.prod(shape) * dtype.itemsize
+    have = size - f.tell()
+    if need > have:
+        raise HiddenStateError(path, f"header claims shape {list(shape)} of {dtype} ({need:,} bytes), but only {have:,} bytes follow")
+    f.seek(0)
 
 
 def _read_safetensors(path: Path, key: str | None) -> tuple[np.ndarray, str]:
@@ -136,7 +171,8 @@ def _as_float32(path: Path, array: np.ndarray) -> np.ndarray:
         array = array.view(ml_dtypes.bfloat16)
     if array.dtype.kind != "f" and array.dtype.name not in ML_FLOATS:
         raise HiddenStateError(path, f"dtype {array.dtype} is not a floating-point type; hidden states are floats")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, reported by _check_finite
+        return np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d array 0-d, for the shape message
 
 
 def _axes(path: Path, values: np.ndarray, hidden_size: int, layers: bool) -> tuple[str, ...]:

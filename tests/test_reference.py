@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import REFERENCE_CASES, reference, run_json
+
 from lmhead_cli import locate_head, open_checkpoint, project
 
 # Relative tolerance on logits (scaled by the largest |logit|), by the model's dtype:

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import LmheadError
+from ..tokens import visible
 
 PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
 
@@ -66,14 +67,19 @@ def _json_default(value: Any) -> Any:
 
 def error(exc: LmheadError) -> None:
     console = Console(stderr=True, highlight=False)
-    console.print(Text(f"error: {exc.message}", style="bold red"), soft_wrap=True)
+    console.print(Text(f"error: {_one_line(exc.message)}", style="bold red"), soft_wrap=True)
     if exc.hint:
-        console.print(Text(f"hint: {exc.hint}", style="dim"), soft_wrap=True)
+        console.print(Text(f"hint: {_one_line(exc.hint)}", style="dim"), soft_wrap=True)
+
+
+def _one_line(message: str) -> str:
+    """Messages quote names from the checkpoint: newlines and escape sequences in them are shown, not obeyed."""
+    return "".join(ch if ch == " " else visible(ch) for ch in message)
 
 
 def internal_error(exc: BaseException) -> None:
     console = Console(stderr=True, highlight=False)
-    console.print(Text(f"error: internal error: {type(exc).__name__}: {exc}", style="bold red"), soft_wrap=True)
+    console.print(Text(f"error: internal error: {type(exc).__name__}: {_one_line(str(exc))}", style="bold red"), soft_wrap=True)
     console.print(Text("hint: rerun with --debug for a traceback, and please report it", style="dim"), soft_wrap=True)
 
 

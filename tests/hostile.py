@@ -1,0 +1,246 @@
+"""Hostile inputs for lmhead, built byte by byte (``struct.pack`` and ``json``).
+
+Checkpoints come from strangers: every builder here writes one specific kind of
+broken file, so a test can name exactly what is wrong with it. Valid files are
+written the same way (or with ``safetensors.numpy``) to be mutated by the fuzz
+tests. Nothing here imports lmhead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save as save_safetensors
+
+V, D = 32, 8  # vocabulary rows and hidden size of every small valid checkpoint
+
+CONFIG = {"model_type": "llama", "vocab_size": V, "hidden_size": D, "tie_word_embeddings": False, "rms_norm_eps": 1e-5}
+
+
+# ---------------------------------------------------------------- safetensors
+
+
+def st_entry(dtype: str, shape: list[int], begin: int, end: int) -> dict:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+def st_bytes(header: dict | list | str | bytes, data: bytes = b"", length: int | None = None) -> bytes:
+    """A safetensors file: u64 little-endian header length, the header, the data.
+
+    ``header`` is JSON-encoded unless given as text or bytes; ``length`` overrides
+    the stored header length (to lie about it).
+    """
+    if isinstance(header, (dict, list)):
+        raw = json.dumps(header).encode()
+    elif isinstance(header, str):
+        raw = header.encode()
+    else:
+        raw = header
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def st_split(blob: bytes) -> tuple[dict, bytes]:
+    """(header, data) of a valid safetensors blob."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + n]), blob[8 + n :]
+
+
+def llama_tensors(vocab: int = V, hidden: int = D, tied: bool = False, seed: int = 0) -> dict[str, np.ndarray]:
+    """Llama-style names: embedding (V, d), one block, final norm (d,), head (V, d) unless tied."""
+    rng = np.random.default_rng(seed)
+    t = {
+        "model.embed_tokens.weight": rng.normal(size=(vocab, hidden)),
+        "model.layers.0.input_layernorm.weight": 1 + 0.1 * rng.normal(size=hidden),
+        "model.layers.0.self_attn.q_proj.weight": rng.normal(size=(hidden, hidden)),
+        "model.norm.weight": 1 + 0.2 * rng.normal(size=hidden),
+    }
+    if not tied:
+        t["lm_head.weight"] = rng.normal(size=(vocab, hidden))
+    return {k: v.astype(np.float32) for k, v in t.items()}
+
+
+def valid_safetensors(vocab: int = V, hidden: int = D, tied: bool = False, dtype=np.float32, seed: int = 0) -> bytes:
+    tensors = {k: v.astype(dtype) for k, v in llama_tensors(vocab, hidden, tied, seed).items()}
+    return save_safetensors(tensors, metadata={"format": "pt"})
+
+
+def config_json(**changes) -> str:
+    return json.dumps({**CONFIG, **changes})
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+def checkpoint_dir(folder: Path, weights: bytes, config: str | bytes | None = None, name: str = "model.safetensors") -> Path:
+    """A model folder holding ``weights`` (valid or not) and a config.json."""
+    write(folder / name, weights)
+    write(folder / "config.json", config_json() if config is None else config)
+    return folder
+
+
+def valid_checkpoint(folder: Path, tied: bool = False) -> Path:
+    return checkpoint_dir(folder, valid_safetensors(tied=tied), config_json(tie_word_embeddings=tied))
+
+
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+
+
+def sharded_checkpoint(folder: Path, weight_map_changes: dict | None = None, index: str | None = None) -> Path:
+    """Two shards (embedding + block | norm + head) and their index, which the caller may spoil."""
+    tensors = llama_tensors()
+    first = ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.q_proj.weight"]
+    groups = [first, [n for n in tensors if n not in first]]
+    weight_map = {}
+    for shard, names in zip(SHARDS, groups, strict=True):
+        write(folder / shard, save_safetensors({n: tensors[n] for n in names}, metadata={"format": "pt"}))
+        weight_map.update({n: shard for n in names})
+    weight_map.update(weight_map_changes or {})
+    if index is None:
+        index = json.dumps({"metadata": {"total_size": sum(t.nbytes for t in tensors.values())}, "weight_map": weight_map})
+    write(folder / "model.safetensors.index.json", index)
+    write(folder / "config.json", config_json())
+    return folder
+
+
+# ---------------------------------------------------------------- .npy
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def npy_bytes(header: dict | str, data: bytes = b"", version: tuple[int, int] = (1, 0)) -> bytes:
+    """A .npy file: magic, version, u16 header length, header text padded to 64 bytes, data."""
+    text = header if isinstance(header, str) else repr(header)
+    prefix = len(NPY_MAGIC) + 2 + 2
+    pad = (-(prefix + len(text) + 1)) % 64
+    text = text + " " * pad + "\n"
+    return NPY_MAGIC + bytes(version) + struct.pack("<H", len(text)) + text.encode("latin1") + data
+
+
+def npy_array(array: np.ndarray) -> bytes:
+    return npy_bytes({"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape}, array.tobytes())
+
+
+class _CreatesFile:
+    """Unpickling this runs ``open(path, "w")``: proof that a pickle was loaded."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def pickle_payload(canary: Path) -> bytes:
+    """Pickle bytes whose loading creates ``canary``."""
+    return pickle.dumps(_CreatesFile(canary), protocol=2)
+
+
+def npy_object_array(canary: Path) -> bytes:
+    """An object-dtype .npy whose data is a pickle that creates ``canary`` when loaded."""
+    return npy_bytes({"descr": "|O", "fortran_order": False, "shape": (1,)}, pickle_payload(canary))
+
+
+# ---------------------------------------------------------------- GGUF
+
+GGUF_UINT32, GGUF_FLOAT32, GGUF_STRING, GGUF_ARRAY, GGUF_UINT64 = 4, 6, 8, 9, 10
+GGML_F32 = 0
+
+
+def gguf_string(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def gguf_kv(key: str, vtype: int, value) -> bytes:
+    out = gguf_string(key) + struct.pack("<I", vtype)
+    if vtype == GGUF_STRING:
+        return out + gguf_string(value)
+    if vtype == GGUF_UINT32:
+        return out + struct.pack("<I", value)
+    if vtype == GGUF_UINT64:
+        return out + struct.pack("<Q", value)
+    if vtype == GGUF_FLOAT32:
+        return out + struct.pack("<f", value)
+    if vtype == GGUF_ARRAY:  # value: (element type, list) -- strings only here
+        etype, items = value
+        assert etype == GGUF_STRING
+        return out + struct.pack("<IQ", etype, len(items)) + b"".join(gguf_string(s) for s in items)
+    raise ValueError(vtype)
+
+
+def gguf_bytes(
+    vocab: int = V,
+    hidden: int = D,
+    version: int = 3,
+    magic: bytes = b"GGUF",
+    tensor_type: int = GGML_F32,
+    alignment: int = 32,
+    seed: int = 0,
+) -> bytes:
+    """A small llama GGUF: token_embd, output_norm and output as F32 (dims stored fastest first)."""
+    tensors = llama_tensors(vocab, hidden, seed=seed)
+    stored = {
+        "token_embd.weight": tensors["model.embed_tokens.weight"],
+        "output_norm.weight": tensors["model.norm.weight"],
+        "output.weight": tensors["lm_head.weight"],
+    }
+    kvs = [
+        gguf_kv("general.architecture", GGUF_STRING, "llama"),
+        gguf_kv("general.alignment", GGUF_UINT32, alignment),
+        gguf_kv("llama.embedding_length", GGUF_UINT32, hidden),
+        gguf_kv("llama.block_count", GGUF_UINT32, 0),
+        gguf_kv("llama.context_length", GGUF_UINT32, 64),
+        gguf_kv("llama.attention.layer_norm_rms_epsilon", GGUF_FLOAT32, 1e-5),
+        gguf_kv("tokenizer.ggml.model", GGUF_STRING, "llama"),
+        gguf_kv("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, [f"tok{i}" for i in range(vocab)])),
+    ]
+    infos, data = [], b""
+    for name, array in stored.items():
+        data += b"\0" * (-len(data) % alignment)
+        dims = array.shape[::-1]  # GGUF lists ne[0] (the contiguous axis) first
+        infos.append(
+            gguf_string(name)
+            + struct.pack("<I", len(dims))
+            + struct.pack(f"<{len(dims)}Q", *dims)
+            + struct.pack("<IQ", tensor_type, len(data))
+        )
+        data += array.astype(np.float32).tobytes()
+    head = magic + struct.pack("<IQQ", version, len(stored), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    head += b"\0" * (-len(head) % alignment)
+    return head + data
+
+
+# ---------------------------------------------------------------- other kinds of files
+
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000000000200015e2f0a3b0000000049454e44ae426082"
+)
+
+
+# ---------------------------------------------------------------- read-only evidence
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[str, int, int]]:
+    """sha256, size and mtime (ns) of every file under ``roots`` (files or folders)."""
+    out = {}
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
+        for f in files:
+            st = os.stat(f)
+            out[str(f)] = (hashlib.sha256(f.read_bytes()).hexdigest(), st.st_size, st.st_mtime_ns)
+        if root.is_dir():
+            out[f"{root}/"] = ("dir", len(list(root.iterdir())), os.stat(root).st_mtime_ns)
+    return out

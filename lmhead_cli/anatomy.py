@@ -146,7 +146,10 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     if 0 in shape:
         raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix cannot be empty")
     vocab, hidden = shape
-    norm = _final_norm(ckpt, conv, hidden, explain, settings, where)
+    try:
+        norm = _final_norm(ckpt, conv, hidden, explain, settings, where)
+    except AnatomyError as exc:  # a bad setting: name the file it came from
+        raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
     if gguf:
         _gguf_explain(arch, config, norm, explain)
     problems = _size_problems(settings, vocab, hidden, matrix)
@@ -338,6 +341,8 @@ def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: 
     for key in keys:
         value = config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not value >= 0:  # negative or NaN: the norm would divide by sqrt of a negative
+                raise AnatomyError(None, f"{where} {key}={value} is not a valid epsilon (must be ≥ 0)")
             return float(value), f"{where} {key}={value}"
     if family:
         reason = f"{keys[0]} absent" if keys else "fixed in code"

@@ -129,6 +129,11 @@ def _findings(anatomy, config_present, emb, head, relation, identical, ckpt) -> 
             f"config ties the embedding and head, but {head.name} is stored with different values: "
             "transformers 4.x drops the stored head and 5.x unties them, so the same files load as different models"
         )
+    if relation == "different" and emb.shape[1:] != head.shape[1:] and not says_tied:
+        problems.append(
+            f"{emb.name} {list(emb.shape)} and {head.name} {list(head.shape)} disagree on the hidden size: they cannot belong to one model"
+        )
+    notes.extend(anatomy.problems)  # config sizes that disagree with the tensors
     if says_untied and head is None and emb is not None:
         problems.append("config says untied, but no head is stored: loaders initialise the head at random")
     if relation == "slice" and identical and not says_tied:

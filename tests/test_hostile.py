@@ -622,3 +622,34 @@ def test_commands_release_every_file_they_open(tmp_path):
         for args in every_command(ckpt, hidden):
             assert invoke(*args).exit_code in (0, 1, 2)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_negative_eps_in_config_is_an_error_naming_the_config(tmp_path):
+    from builders import llama_config, llama_tensors, write_checkpoint
+
+    folder = write_checkpoint(tmp_path / "m", llama_tensors(), llama_config(rms_norm_eps=-1.0))
+    result = CliRunner().invoke(cli, ["count", str(folder)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {folder / 'config.json'}: config rms_norm_eps=-1.0 is not a valid epsilon")
+
+
+def test_an_untied_head_of_another_width_is_a_problem(tmp_path):
+    from builders import llama_config, llama_tensors, write_checkpoint
+
+    t = llama_tensors()
+    t["lm_head.weight"] = np.ones((64, 17), np.float32)
+    result = CliRunner().invoke(cli, ["check-tying", str(write_checkpoint(tmp_path / "m", t, llama_config())), "--json"])
+    assert result.exit_code == 1
+    assert "disagree on the hidden size" in json.loads(result.stdout)["problems"][0]
+
+
+def test_control_characters_in_tensor_names_never_reach_the_terminal(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file(
+        {"model.embed_tokens.weight": np.ones((8, 4), np.float32), "x.lm_head.weight\x1b[2J": np.ones((8, 4), np.float32)},
+        tmp_path / "m.safetensors",
+    )
+    for command in (["count"], ["check-tying"], ["doctor"]):
+        result = CliRunner().invoke(cli, [*command, str(tmp_path / "m.safetensors")])
+        assert "\x1b" not in result.stdout, command

@@ -8,7 +8,6 @@ into ``Text`` objects, never into markup, so they cannot style the output.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import numpy as np
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
+from rich.segment import Segment, Segments
 from rich.table import Table
 from rich.text import Text
 
@@ -35,10 +35,19 @@ def stdout_console() -> Console:
 
 
 def emit(renderable: RenderableType) -> None:
+    """Print once. Text from checkpoints may hold control characters (an ESC in a tensor name):
+    every segment's text is escaped before it reaches the terminal; rich's own styling is not text."""
     console = stdout_console()
     if not console.is_terminal:
         _plain(renderable)
-    console.print(renderable)
+    segments = [Segment(_escape_controls(seg.text), seg.style, seg.control) for seg in console.render(renderable)]
+    console.print(Segments(segments), end="")
+
+
+def _escape_controls(text: str) -> str:
+    if text.isprintable() or all(ch == "\n" or ch.isprintable() for ch in text):
+        return text
+    return "\n".join(visible(line).replace("␣", " ") for line in text.split("\n"))
 
 
 def _plain(renderable: RenderableType) -> None:

@@ -224,7 +224,9 @@ def _head_candidates(names: dict, shape: tuple[int, int], taken: set) -> tuple[s
     for name, info in names.items():
         if name in taken or len(info.shape) != 2:
             continue
-        head_like = any(re.search(p, name) for p in HEAD_PATTERNS) or re.search(r"(^|\.)(lm_heads?|medusa_heads?|heads?)(\.\d+)*(\.\d+)?\.weight$", name)
+        head_like = any(re.search(p, name) for p in HEAD_PATTERNS) or re.search(
+            r"(^|\.)(lm_heads?|medusa_heads?|heads?)(\.\d+)*(\.\d+)?\.weight$", name
+        )
         if info.shape == shape or (head_like and info.shape[1] == shape[1]):
             found.append(name)
     return tuple(found)

@@ -60,10 +60,12 @@ ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type
 
 
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(command)
-    command = click.option("--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache.")(
+    command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
     )
+    command = click.option(
+        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache."
+    )(command)
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
     return command
@@ -365,7 +367,9 @@ def _topk_header(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | Non
     if vocab is None:
         lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
     if masked:
-        lines.append(Text(f"masked {masked} padded head rows beyond the tokenizer's {vocab.size} tokens (--include-padded keeps them)", style="dim"))
+        lines.append(
+            Text(f"masked {masked} padded head rows beyond the tokenizer's {vocab.size} tokens (--include-padded keeps them)", style="dim")
+        )
     return lines
 
 

@@ -294,9 +294,7 @@ HEAD_PATTERNS = (
     r"(^|\.)output\.weight$",
     r"(^|\.)head\.weight$",
 )
-NORM_PATTERNS = (
-    r"(^|\.)(norm|ln_f|final_layer_norm|final_layernorm|norm_f|output_norm|final_norm)\.weight$",
-)
+NORM_PATTERNS = (r"(^|\.)(norm|ln_f|final_layer_norm|final_layernorm|norm_f|output_norm|final_norm)\.weight$",)
 EPS_KEYS = ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_eps", "norm_epsilon")
 BLOCK_PATTERN = r"(?:^|\.)(?:layers|h|blocks|block|layer|blk)\.(\d+)\."  # blk: GGUF
 

@@ -46,4 +46,8 @@ def _unique(items: list[str]) -> list[str]:
 
 def _same_as_vocab_problem(problem: str, audit: VocabAudit) -> bool:
     """anatomy and the vocabulary audit both notice a config vocab_size mismatch: report it once."""
-    return problem.startswith("config vocab_size") and any(p.startswith("config vocab_size") for p in audit.problems) and problem not in audit.problems
+    return (
+        problem.startswith("config vocab_size")
+        and any(p.startswith("config vocab_size") for p in audit.problems)
+        and problem not in audit.problems
+    )

@@ -135,7 +135,9 @@ def _read_torch(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
     try:
         import torch
     except ImportError:
-        raise HiddenStateError(path, "reading .pt files needs PyTorch", hint="pip install torch, or save the states with numpy.save") from None
+        raise HiddenStateError(
+            path, "reading .pt files needs PyTorch", hint="pip install torch, or save the states with numpy.save"
+        ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad or unsafe file
@@ -178,9 +180,7 @@ def _as_float32(path: Path, array: np.ndarray) -> np.ndarray:
 def _axes(path: Path, values: np.ndarray, hidden_size: int, layers: bool) -> tuple[str, ...]:
     if values.ndim == 0 or values.shape[-1] != hidden_size:
         last = values.shape[-1] if values.ndim else "a scalar"
-        raise HiddenStateError(
-            path, f"last dimension is {last}, but the model's hidden size is {hidden_size} (shape {list(values.shape)})"
-        )
+        raise HiddenStateError(path, f"last dimension is {last}, but the model's hidden size is {hidden_size} (shape {list(values.shape)})")
     if layers:
         shapes = {3: ("layer", "position"), 4: ("layer", "batch", "position")}
         expected = "(L, T, d) or (L, B, T, d)"
@@ -197,7 +197,7 @@ def _check_finite(path: Path, values: np.ndarray, axes: tuple[str, ...]) -> None
     if not bad.any():
         return
     where = np.argwhere(bad) if bad.ndim else np.zeros((1, 0), dtype=int)
-    shown = [", ".join(f"{a} {i}" for a, i in zip(axes, idx)) or "the vector" for idx in where[:5]]
+    shown = [", ".join(f"{a} {i}" for a, i in zip(axes, idx, strict=True)) or "the vector" for idx in where[:5]]
     more = f" and {len(where) - 5} more" if len(where) > 5 else ""
     raise HiddenStateError(path, f"NaN or Inf in {len(where)} state(s): {'; '.join(shown)}{more}")
 

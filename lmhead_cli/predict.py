@@ -128,9 +128,7 @@ def predict(
     flat_targets = None
     if targets is not None:
         flat_targets = np.broadcast_to(targets[positions], leading).reshape(-1)  # same targets for every layer / batch row
-    coords = [
-        {a: (positions[i] if a == "position" else i) for a, i in zip(axes, idx)} for idx in np.ndindex(*leading)
-    ]
+    coords = [{a: (positions[i] if a == "position" else i) for a, i in zip(axes, idx, strict=True)} for idx in np.ndindex(*leading)]
     if norm and last_normed and axes[0] == "layer":
         # transformers' output_hidden_states: the final entry is after the final norm already.
         per_layer = flat.reshape(values.shape[0], -1, flat.shape[-1])  # (L, rest, d)

@@ -38,7 +38,7 @@ def _gpt2_byte_alphabet() -> dict[str, int]:
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     extra = [b for b in range(256) if b not in printable]
     chars = printable + [256 + i for i in range(len(extra))]
-    return {chr(c): b for c, b in zip(chars, printable + extra)}
+    return {chr(c): b for c, b in zip(chars, printable + extra, strict=True)}
 
 
 BYTE_ALPHABET = _gpt2_byte_alphabet()

@@ -41,7 +41,8 @@ def audit_vocabulary(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary |
     if tok is not None:
         if tok > head_rows:
             problems.append(
-                f"the tokenizer has {tok:,} tokens but the head only {head_rows:,} rows: ids {head_rows:,}–{tok - 1:,} can never be predicted"
+                f"the tokenizer has {tok:,} tokens but the head only {head_rows:,} rows: "
+                f"ids {head_rows:,}–{tok - 1:,} can never be predicted"
             )
         elif tok < head_rows:
             padded = head_rows - tok

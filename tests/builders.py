@@ -9,7 +9,9 @@ import numpy as np
 from safetensors.numpy import save_file
 
 
-def llama_tensors(vocab: int = 64, hidden: int = 16, layers: int = 2, seed: int = 0, tied: bool = False, dtype=np.float32) -> dict[str, np.ndarray]:
+def llama_tensors(
+    vocab: int = 64, hidden: int = 16, layers: int = 2, seed: int = 0, tied: bool = False, dtype=np.float32
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = {"model.embed_tokens.weight": rng.normal(size=(vocab, hidden))}
     for i in range(layers):

@@ -9,9 +9,10 @@ import sys
 import ml_dtypes
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
+
 from builders import llama_config, llama_tensors, write_checkpoint
 from conftest import run, run_json
-from safetensors.numpy import save_file
 
 V, D = 64, 16
 

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lmhead_cli.cli import cli
+
 from hostile import (
     D,
     V,
@@ -30,10 +35,6 @@ from hostile import (
     valid_safetensors,
     write,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from lmhead_cli.cli import cli
 
 COMMAND_SECONDS = 10  # one command on a 2 KB file takes milliseconds: ten seconds is a hang
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from conftest import ROOT, reference, run, run_json
 from safetensors.numpy import load_file
 
 from lmhead_cli import CheckpointError, locate_head, open_checkpoint
 from lmhead_cli.formats.gguf import GGUFFile
+
+from conftest import ROOT, reference, run, run_json
 
 FIXTURES = ROOT / "tests" / "fixtures" / "gguf"
 ALL_FILES = sorted(p.name for p in FIXTURES.glob("*.gguf"))

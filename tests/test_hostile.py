@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from safetensors.numpy import save as save_safetensors
+
+from lmhead_cli.cli import cli
+
 from hostile import (
     PNG_1X1,
     SHARDS,
@@ -45,9 +49,6 @@ from hostile import (
     valid_safetensors,
     write,
 )
-from safetensors.numpy import save as save_safetensors
-
-from lmhead_cli.cli import cli
 
 
 def invoke(*args: object):

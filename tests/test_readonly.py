@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from lmhead_cli.cli import cli
+
 from hostile import (
     D,
     checkpoint_dir,
@@ -32,8 +35,6 @@ from hostile import (
     valid_safetensors,
     write,
 )
-
-from lmhead_cli.cli import cli
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_CASES, reference, run_json
 
 from lmhead_cli import locate_head, open_checkpoint, project
+
+from conftest import REFERENCE_CASES, reference, run_json
 
 # Relative tolerance on logits (scaled by the largest |logit|), by the model's dtype:
 # float32 is exact to rounding; half-precision models round the norm output and the
@@ -92,7 +93,9 @@ def test_cli_topk_top5_matches_the_model(case, tmp_path):
             assert got == want.tolist()
         else:  # half precision: near-ties may swap; the set of clear winners must agree
             assert got[0] == want[0] or abs(ref[i, got[0]] - ref[i, want[0]]) < TOLERANCE[meta["dtype"]] * np.abs(ref).max()
-        assert [t["logit"] for t in entry["top"]] == pytest.approx(ref[i, got].tolist(), abs=float(TOLERANCE[meta["dtype"]] * np.abs(ref).max()))
+        assert [t["logit"] for t in entry["top"]] == pytest.approx(
+            ref[i, got].tolist(), abs=float(TOLERANCE[meta["dtype"]] * np.abs(ref).max())
+        )
 
 
 def test_the_eps_matters_in_these_fixtures():
@@ -100,7 +103,9 @@ def test_the_eps_matters_in_these_fixtures():
     folder, meta, arrays = reference("llama_tied")
     with open_checkpoint(folder) as ckpt:
         anatomy = locate_head(ckpt)
-        wrong = anatomy.__class__(**{**anatomy.__dict__, "final_norm": anatomy.final_norm.__class__(**{**anatomy.final_norm.__dict__, "eps": 1e-6})})
+        wrong = anatomy.__class__(
+            **{**anatomy.__dict__, "final_norm": anatomy.final_norm.__class__(**{**anatomy.final_norm.__dict__, "eps": 1e-6})}
+        )
         top = project(ckpt, wrong, arrays["norm_input"], k=anatomy.vocab_size)
     logits = np.empty_like(arrays["logits"])
     np.put_along_axis(logits, top.ids, top.logits, axis=1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-from builders import llama_config, llama_tensors, write_checkpoint
-from conftest import SAMPLES, run, run_json
 from safetensors.numpy import save_file
 
 from lmhead_cli import load_hidden, locate_head, open_checkpoint, project
 from lmhead_cli.tokens import visible
+
+from builders import llama_config, llama_tensors, write_checkpoint
+from conftest import SAMPLES, run, run_json
 
 V, D = 64, 16
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-from builders import llama_config, llama_tensors, write_checkpoint
-from conftest import REFERENCE_CASES, reference, run, run_json
 
 from lmhead_cli import locate_head, open_checkpoint
 from lmhead_cli import tying as tying_module
+
+from builders import llama_config, llama_tensors, write_checkpoint
+from conftest import REFERENCE_CASES, reference, run, run_json
 
 
 @pytest.mark.parametrize("case", REFERENCE_CASES)

@@ -105,9 +105,7 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
-    with Progress(
-        Text(description), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console, transient=True
-    ) as bar:
+    with Progress(Text(description), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

@@ -91,7 +91,9 @@ def _norm_json(anatomy: HeadAnatomy) -> dict[str, Any] | None:
 
 
 def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
-    title = Text(f"{ckpt.path}  ({_architecture(anatomy)}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold")
+    title = Text(
+        f"{ckpt.path}  ({_architecture(anatomy)}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold"
+    )
     table = Table()
     table.add_column("group")
     table.add_column("params", justify="right")
@@ -106,7 +108,9 @@ def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
         params = f"{g.params:,}"
         if g.name == "head" and c.tied:
             params += " (tied)"
-        table.add_row(Text(label), params, percent(g.params, c.total_params), ", ".join(g.dtypes) or "-", human_bytes(g.nbytes), str(g.tensors))
+        table.add_row(
+            Text(label), params, percent(g.params, c.total_params), ", ".join(g.dtypes) or "-", human_bytes(g.nbytes), str(g.tensors)
+        )
     table.add_section()
     table.add_row("total", f"{c.total_params:,}", "100%", "", human_bytes(c.total_bytes), str(sum(g.tensors for g in c.groups)))
     return RichGroup(title, table, *_summary(ckpt, anatomy, c))
@@ -125,7 +129,11 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
             f"LM head: {human_count(c.head_params)} parameters = {percent(c.head_params, c.total_params)} of the model; "
             f"{human_bytes(c.head_bytes)} as {matrix.dtype}"
             + (f" ({matrix.bits_per_param:.4g} bits per parameter)" if matrix.bits_per_param % 1 else "")
-            + (f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself" if not c.tied else "; stored once, shared with the embedding")
+            + (
+                f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself"
+                if not c.tied
+                else "; stored once, shared with the embedding"
+            )
         ),
     ]
     if c.language_model_params != c.total_params:
@@ -156,7 +164,9 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
         else:
             lines.append(Text(f"vocabulary: tokenizer has {c.tokenizer_vocab:,} tokens for {c.vocab_size:,} head rows"))
     if c.buffers_skipped:
-        lines.append(Text(f"skipped {len(c.buffers_skipped)} buffer tensor(s) that are not parameters (e.g. {c.buffers_skipped[0]})", style="dim"))
+        lines.append(
+            Text(f"skipped {len(c.buffers_skipped)} buffer tensor(s) that are not parameters (e.g. {c.buffers_skipped[0]})", style="dim")
+        )
     for note in [n for n in ckpt.notes if n not in c.index_findings] + list(anatomy.problems):
         lines.append(Text(f"note: {note}", style="yellow"))
     return lines

@@ -53,7 +53,9 @@ def doctor_view(ckpt: Checkpoint, r: DoctorReport) -> Group:
     lines += [Text(f"problem: {p}", style="red") for p in r.problems]
     lines += [Text(f"note: {n}", style="yellow") for n in r.notes]
     body = Group(*lines, Text(""), _facts(ckpt, r))
-    return Group(Panel(body, title=Text(f"doctor {ckpt.path}"), title_align="left", border_style="green" if r.healthy else "red", expand=False))
+    return Group(
+        Panel(body, title=Text(f"doctor {ckpt.path}"), title_align="left", border_style="green" if r.healthy else "red", expand=False)
+    )
 
 
 def _facts(ckpt: Checkpoint, r: DoctorReport) -> Table:
@@ -65,9 +67,14 @@ def _facts(ckpt: Checkpoint, r: DoctorReport) -> Table:
     table.add_row("architecture", Text(f"{arch} ({ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})"))
     table.add_row(
         "parameters",
-        Text(f"{c.total_params:,} effective, {c.stored_params:,} stored, {c.non_embedding_params:,} non-embedding; {human_bytes(c.total_bytes)}"),
+        Text(
+            f"{c.total_params:,} effective, {c.stored_params:,} stored, {c.non_embedding_params:,} non-embedding; "
+            f"{human_bytes(c.total_bytes)}"
+        ),
     )
-    table.add_row("LM head", Text(f"{a.head_matrix} {c.vocab_size:,} × {c.hidden_size:,} = {percent(c.head_params, c.total_params)} of parameters"))
+    table.add_row(
+        "LM head", Text(f"{a.head_matrix} {c.vocab_size:,} × {c.hidden_size:,} = {percent(c.head_params, c.total_params)} of parameters")
+    )
     table.add_row("tying", Text(t.verdict + f" — {t.tie_source}"))
     rows = [f"head {v.head_rows:,}", f"embedding {v.embedding_rows:,}" if v.embedding_rows is not None else "embedding -"]
     rows.append(f"config {v.config_vocab_size:,}" if v.config_vocab_size is not None else "config -")

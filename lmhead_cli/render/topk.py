@@ -46,7 +46,9 @@ def topk_json(p: Predictions, vocab: Vocabulary | None, meta: dict[str, Any]) ->
     data["positions"] = rows
     summaries = p.summaries()
     if summaries:
-        data["summary"] = [{**s.coords, "count": s.count, "nll": s.nll, "perplexity": s.perplexity, "top1_accuracy": s.top1_accuracy} for s in summaries]
+        data["summary"] = [
+            {**s.coords, "count": s.count, "nll": s.nll, "perplexity": s.perplexity, "top1_accuracy": s.top1_accuracy} for s in summaries
+        ]
     return data
 
 
@@ -66,7 +68,14 @@ def topk_view(p: Predictions, vocab: Vocabulary | None, header: list[Text]) -> G
         table.add_column("prob", justify="right")
         for j, tid in enumerate(t.ids[i]):
             hit = t.target_ids is not None and tid == t.target_ids[i]
-            table.add_row(str(j + 1), Text(_token(vocab, int(tid))), str(int(tid)), f"{t.logits[i, j]:.4f}", f"{t.probs[i, j]:.4f}", style="cyan" if hit else None)
+            table.add_row(
+                str(j + 1),
+                Text(_token(vocab, int(tid))),
+                str(int(tid)),
+                f"{t.logits[i, j]:.4f}",
+                f"{t.probs[i, j]:.4f}",
+                style="cyan" if hit else None,
+            )
         parts.extend([title, table])
     parts.extend(_summary_lines(p))
     return Group(*parts)

@@ -33,7 +33,13 @@ def tying_view(ckpt: Checkpoint, report: TyingReport, expect: str | None) -> Pan
         lines.append(Text(f"note: {note}", style="yellow"))
     if expect is not None and report.tied != (expect == "tied"):
         lines.append(Text(f"expected {expect}, found {'tied' if report.tied else 'untied'}", style="bold red"))
-    return Panel(Group(*lines, Text(""), _evidence(report)), title=Text(f"check-tying {ckpt.path}"), title_align="left", border_style=style, expand=False)
+    return Panel(
+        Group(*lines, Text(""), _evidence(report)),
+        title=Text(f"check-tying {ckpt.path}"),
+        title_align="left",
+        border_style=style,
+        expand=False,
+    )
 
 
 def _evidence(r: TyingReport) -> Table:
@@ -60,5 +66,8 @@ def _values(r: TyingReport) -> str:
     if not c.complete:
         text += f"; stopped after {c.rows_compared:,} of {c.rows_total:,} rows (--full for statistics)"
     if c.max_abs_diff is not None:
-        text += f"; max |Δ| = {c.max_abs_diff:.4g}, mean row cosine = {c.mean_row_cosine:.6f}, identical rows = {100 * c.identical_rows_fraction:.2f}%"
+        text += (
+            f"; max |Δ| = {c.max_abs_diff:.4g}, mean row cosine = {c.mean_row_cosine:.6f}, "
+            f"identical rows = {100 * c.identical_rows_fraction:.2f}%"
+        )
     return text

@@ -1,0 +1,70 @@
+"""The public API, the lint and format gate, and the package's own promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import lmhead_cli
+from conftest import ROOT
+
+
+def test_public_api_is_pinned():
+    assert sorted(lmhead_cli.__all__) == [
+        "AnatomyError",
+        "Census",
+        "Checkpoint",
+        "CheckpointError",
+        "FinalNorm",
+        "Group",
+        "HeadAnatomy",
+        "HiddenStateError",
+        "HiddenStates",
+        "LmheadError",
+        "LogitTransform",
+        "Predictions",
+        "TensorInfo",
+        "TokenizerError",
+        "TopK",
+        "TyingReport",
+        "ValueComparison",
+        "Vocabulary",
+        "__version__",
+        "apply_final_norm",
+        "census",
+        "compare_values",
+        "diagnose_tying",
+        "load_hidden",
+        "load_vocabulary",
+        "locate_head",
+        "open_checkpoint",
+        "predict",
+        "project",
+    ]
+    for name in lmhead_cli.__all__:
+        assert hasattr(lmhead_cli, name), name
+
+
+def test_errors_share_one_root():
+    for cls in (lmhead_cli.CheckpointError, lmhead_cli.AnatomyError, lmhead_cli.HiddenStateError, lmhead_cli.TokenizerError):
+        assert issubclass(cls, lmhead_cli.LmheadError)
+
+
+def test_torch_and_transformers_are_not_imported_by_the_cli():
+    code = (
+        "import sys; from click.testing import CliRunner; from lmhead_cli.cli import cli; "
+        "r = CliRunner().invoke(cli, ['count', 'sample_weights/gpt2-tied']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(args):
+    """ruff comes with the test extras; the code is kept clean and formatted by it."""
+    paths = ["lmhead_cli", "tests", "sample_weights", "benchmarks"]
+    result = subprocess.run([sys.executable, "-m", "ruff", *args, *paths], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import lmhead_cli
+
 from conftest import ROOT
 
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.segment import Segment, Segments
@@ -39,9 +38,14 @@ def emit(renderable: RenderableType) -> None:
     every segment's text is escaped before it reaches the terminal; rich's own styling is not text."""
     console = stdout_console()
     if not console.is_terminal:
-        _plain(renderable)
+        renderable = _plain(renderable)
     segments = [Segment(_escape_controls(seg.text), seg.style, seg.control) for seg in console.render(renderable)]
-    console.print(Segments(segments), end="")
+    if console.is_terminal:
+        console.print(Segments(segments), end="")
+        return
+    with console.capture() as captured:
+        console.print(Segments(segments), end="")
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def _escape_controls(text: str) -> str:
@@ -50,16 +54,20 @@ def _escape_controls(text: str) -> str:
     return "\n".join(visible(line).replace("␣", " ") for line in text.split("\n"))
 
 
-def _plain(renderable: RenderableType) -> None:
-    """Tables without box drawing when stdout is not a terminal: easy to grep and cut."""
-    items = renderable.renderables if isinstance(renderable, Group) else [renderable]
-    for item in items:
-        if isinstance(item, Table):
-            item.box = None
-            item.show_edge = False
-            item.pad_edge = False
-        if isinstance(item, Panel):
-            item.box = box.ASCII
+def _plain(renderable: RenderableType) -> RenderableType:
+    """No box drawing when stdout is not a terminal: tables as aligned columns, panels as their
+    title and contents. Easy to grep and cut."""
+    if isinstance(renderable, Group):
+        return Group(*(_plain(item) for item in renderable.renderables))
+    if isinstance(renderable, Table):
+        renderable.box = None
+        renderable.show_edge = False
+        renderable.pad_edge = False
+    if isinstance(renderable, Panel):
+        title = renderable.title.copy() if isinstance(renderable.title, Text) else Text(str(renderable.title or ""))
+        title.stylize("bold")
+        return Group(title, _plain(renderable.renderable))
+    return renderable
 
 
 def emit_json(data: dict[str, Any]) -> None:

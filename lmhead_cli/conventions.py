@@ -56,6 +56,16 @@ GPT2 = Convention(
     tie_default=True,
 )
 
+BLOOM = Convention(
+    family="bloom",
+    embedding=("transformer.word_embeddings.weight",),
+    final_norm=("transformer.ln_f",),
+    norm=LAYERNORM,
+    eps_keys=("layer_norm_epsilon",),
+    eps_default=1e-5,
+    tie_default=True,
+)
+
 CONVENTIONS: dict[str, Convention] = {
     "gpt2": GPT2,
     "gpt_bigcode": replace(GPT2, family="gpt_bigcode"),
@@ -78,33 +88,9 @@ CONVENTIONS: dict[str, Convention] = {
         eps_default=1e-5,
         tie_default=True,
     ),
-    "bloom": Convention(
-        family="bloom",
-        embedding=("transformer.word_embeddings.weight",),
-        final_norm=("transformer.ln_f",),
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_epsilon",),
-        eps_default=1e-5,
-        tie_default=True,
-    ),
-    "falcon": Convention(
-        family="falcon",
-        embedding=("transformer.word_embeddings.weight",),
-        final_norm=("transformer.ln_f",),
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_epsilon",),
-        eps_default=1e-5,
-        tie_default=True,
-    ),
-    "mpt": Convention(
-        family="mpt",
-        embedding=("transformer.wte.weight",),
-        final_norm=("transformer.norm_f",),
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_epsilon",),
-        eps_default=1e-5,
-        tie_default=True,
-    ),
+    "bloom": BLOOM,
+    "falcon": replace(BLOOM, family="falcon"),
+    "mpt": replace(GPT2, family="mpt", final_norm=("transformer.norm_f",)),  # LayerNorm without bias
     "llama": LLAMA,
     "mistral": replace(LLAMA, family="mistral"),
     "mixtral": replace(LLAMA, family="mixtral", eps_default=1e-5),

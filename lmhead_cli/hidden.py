@@ -71,12 +71,8 @@ def _read_npy(path: Path) -> np.ndarray:
             return np.load(f, allow_pickle=False)
     except HiddenStateError:
         raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled") from exc
-        raise HiddenStateError(path, f"not a valid .npy file: {_one_line(exc)}") from exc
-    except (OSError, EOFError) as exc:
-        raise HiddenStateError(path, f"not a valid .npy file: {_one_line(exc)}") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise _numpy_error(path, exc, ".npy") from exc
 
 
 def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, str]:
@@ -89,12 +85,15 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, str]:
             return archive[name], name
     except HiddenStateError:
         raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled") from exc
-        raise HiddenStateError(path, f"not a valid .npz file: {_one_line(exc)}") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise HiddenStateError(path, f"not a valid .npz file: {_one_line(exc)}") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise _numpy_error(path, exc, ".npz") from exc
+
+
+def _numpy_error(path: Path, exc: BaseException, kind: str) -> HiddenStateError:
+    """numpy's refusal to unpickle, or any other failure to read, as one line."""
+    if isinstance(exc, ValueError) and ("allow_pickle" in str(exc) or "Object arrays" in str(exc)):
+        return HiddenStateError(path, "holds Python objects (a pickle); refused, never unpickled")
+    return HiddenStateError(path, f"not a valid {kind} file: {_one_line(exc)}")
 
 
 def _check_npy_header(path: Path, f: BinaryIO, size: int) -> None:

@@ -7,12 +7,7 @@ The library is usable without the CLI::
     print(census(ckpt, locate_head(ckpt)).head_share)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("lmhead")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version lives (pyproject reads it)
 
 from .anatomy import FinalNorm, HeadAnatomy, LogitTransform, locate_head
 from .census import Census, Group, census

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +82,18 @@ class Checkpoint:
         reader = self.readers[info.file]
         read = getattr(reader, "read_cols", None)
         return None if read is None else read(info, start, stop)
+
+    @contextmanager
+    def raw_rows(self, name: str, start: int, stop: int) -> Iterator[np.ndarray | None]:
+        """Rows in the stored dtype for a byte comparison, read in place where the format can."""
+        info = self.info(name)
+        reader = self.readers[info.file]
+        window = getattr(reader, "raw_window", None)
+        if window is None:
+            yield reader.read_raw_rows(info, start, stop)
+            return
+        with window(info, start, stop) as rows:
+            yield rows
 
     def read_tensor(self, name: str) -> np.ndarray:
         """A whole (small) tensor as float32: norm weights, biases."""

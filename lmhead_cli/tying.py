@@ -240,14 +240,13 @@ def compare_transposed(ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full
 def _same_bytes(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, start: int, stop: int) -> bool:
     if a.dtype != b.dtype:
         return False
-    x = ckpt.read_raw_rows(a.name, start, stop)
-    y = ckpt.read_raw_rows(b.name, start, stop)
-    if x is None or y is None:
-        return False
-    x, y = x.reshape(-1).view(np.uint8), y.reshape(-1).view(np.uint8)
-    if x.size % 8 == 0:  # compare 8 bytes at a time: ~2.5x faster than byte by byte
-        x, y = x.view(np.uint64), y.view(np.uint64)
-    return bool(np.array_equal(x, y))
+    with ckpt.raw_rows(a.name, start, stop) as x, ckpt.raw_rows(b.name, start, stop) as y:
+        if x is None or y is None:
+            return False
+        x, y = x.reshape(-1).view(np.uint8), y.reshape(-1).view(np.uint8)
+        if x.size % 8 == 0 and x.ctypes.data % 8 == 0 and y.ctypes.data % 8 == 0:  # 8 bytes at a time: ~2.5x faster
+            x, y = x.view(np.uint64), y.view(np.uint64)
+        return bool(np.array_equal(x, y))
 
 
 def _wide(ckpt: Checkpoint, info: TensorInfo, start: int, stop: int) -> np.ndarray:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,3 +54,34 @@ def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> np.ndarray:
             raise CheckpointError(path, f"file ends early: wanted {nbytes} bytes at offset {offset}")
         done += got
     return buf
+
+
+class FileMap:
+    """A read-only map of a whole file, handed out in windows that are released after use.
+
+    Reading through the map avoids copying out of the page cache (the copy was
+    two thirds of a byte comparison's time); releasing each window with
+    ``MADV_DONTNEED`` when its caller is done keeps resident memory bounded by
+    the window, as positional reads would. The file must not shrink while it
+    is mapped (a truncated map faults); headers are validated against the
+    file's size before any window is read.
+    """
+
+    def __init__(self, fd: int):
+        self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+
+    @contextmanager
+    def window(self, offset: int, nbytes: int) -> Iterator[np.ndarray]:
+        """``nbytes`` at ``offset`` as a uint8 view, valid inside the ``with`` block."""
+        try:
+            yield np.frombuffer(self._map, dtype=np.uint8, count=nbytes, offset=offset)
+        finally:
+            start = offset - offset % mmap.PAGESIZE
+            if nbytes:
+                self._map.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        except BufferError:  # a caller still holds a view; the map goes with it
+            pass

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ml_dtypes
@@ -20,7 +22,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
-from .base import TensorInfo, pread_exact
+from .base import FileMap, TensorInfo, pread_exact
 
 # safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read)
 NUMPY_DTYPES: dict[str, np.dtype | None] = {
@@ -116,6 +118,7 @@ class SafetensorsFile:
         _validate(path)
         self._fd = os.open(path, os.O_RDONLY)
         self.metadata, self.tensors = self._read_header()
+        self._map = FileMap(self._fd)
 
     def _read_header(self) -> tuple[dict[str, str], list[TensorInfo]]:
         (length,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
@@ -152,12 +155,21 @@ class SafetensorsFile:
         buf = pread_exact(self._fd, (stop - start) * row_bytes, info.offset + start * row_bytes, self.path)
         return buf.view(dtype).reshape((stop - start, *inner))
 
+    @contextmanager
+    def raw_window(self, info: TensorInfo, start: int, stop: int) -> Iterator[np.ndarray]:
+        """Rows ``start:stop`` in the stored dtype, read in place; valid inside the ``with`` block."""
+        dtype = self._numpy_dtype(info)
+        inner = info.shape[1:]
+        row_bytes = math.prod(inner) * dtype.itemsize
+        with self._map.window(info.offset + start * row_bytes, (stop - start) * row_bytes) as raw:
+            yield raw.view(dtype).reshape((stop - start, *inner))
+
     def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly)."""
-        raw = self.read_raw_rows(info, start, stop)
+        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly), converted straight from the map."""
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
-        return raw.astype(np.float32)
+        with self.raw_window(info, start, stop) as raw:
+            return raw.astype(np.float32)
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
         """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C).
@@ -172,4 +184,5 @@ class SafetensorsFile:
         return cols
 
     def close(self) -> None:
+        self._map.close()
         os.close(self._fd)

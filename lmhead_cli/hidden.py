@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tokenize
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,9 @@ def _check_npy_header(path: Path, f: BinaryIO, size: int) -> None:
     try:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(f)
+        with warnings.catch_warnings():  # a corrupt header's escapes would warn from numpy's parser
+            warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+            shape, _, dtype = read_header(f)
     except (ValueError, SyntaxError, EOFError, tokenize.TokenError) as exc:
         raise HiddenStateError(path, f"not a valid .npy file: corrupt header ({_one_line(exc)})") from exc
     if dtype.hasobject:

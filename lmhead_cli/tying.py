@@ -263,6 +263,7 @@ class _Stats:
         self.same_rows = 0
         self.rows = 0
 
+    @np.errstate(over="ignore", invalid="ignore")  # huge or non-finite values give inf / nan statistics, honestly
     def add(self, x: np.ndarray, y: np.ndarray) -> None:  # (C, d) each
         diff = np.abs(x.astype(np.float64) - y)
         self.max_abs = max(self.max_abs, float(np.nanmax(diff)) if diff.size else 0.0)

@@ -68,11 +68,14 @@ class FileMap:
     """
 
     def __init__(self, fd: int):
-        self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        self._fd = fd
+        self._map: mmap.mmap | None = None  # made on first use: header-only commands never map
 
     @contextmanager
     def window(self, offset: int, nbytes: int) -> Iterator[np.ndarray]:
         """``nbytes`` at ``offset`` as a uint8 view, valid inside the ``with`` block."""
+        if self._map is None:
+            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
         try:
             yield np.frombuffer(self._map, dtype=np.uint8, count=nbytes, offset=offset)
         finally:
@@ -82,6 +85,7 @@ class FileMap:
 
     def close(self) -> None:
         try:
-            self._map.close()
-        except BufferError:  # a caller still holds a view; the map goes with it
+            if self._map is not None:
+                self._map.close()
+        except BufferError:  # a caller (or a traceback) still holds a view; the map goes with it
             pass

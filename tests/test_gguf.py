@@ -46,6 +46,11 @@ QUANTIZED_HEADS = {  # file -> the head's type
     "synthetic_q6_k.gguf": "Q6_K",
     "synthetic_iq4_nl.gguf": "IQ4_NL",
     "synthetic_tied_q6_k.gguf": "Q6_K",
+    "synthetic_q2_k.gguf": "Q2_K",
+    "synthetic_q3_k.gguf": "Q3_K",
+    "synthetic_q5_k.gguf": "Q5_K",
+    "synthetic_iq2_xxs.gguf": "IQ2_XXS",
+    "synthetic_iq4_xs.gguf": "IQ4_XS",
 }
 TIED = {"llama_tied_f32.gguf", "gemma2_f32.gguf", "cohere_f32.gguf", "synthetic_tied_q6_k.gguf"}
 

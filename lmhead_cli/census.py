@@ -147,6 +147,7 @@ def _index_findings(ckpt: Checkpoint) -> tuple[str, ...]:
     actual_params = sum(i.numel for i in ckpt.tensors.values())
     if isinstance(params, int) and params != actual_params:
         findings.append(f"index metadata total_parameters is {params:,}, the shards hold {actual_params:,} ({actual_params - params:+,})")
+    findings.extend(f"index {p}" for p in ckpt.index_problems)
     findings.extend(n for n in ckpt.notes if "not named by the index" in n)
     return tuple(findings)
 

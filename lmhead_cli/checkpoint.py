@@ -54,6 +54,7 @@ class Checkpoint:
     index_path: Path | None = None
     index_metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    index_problems: list[str] = field(default_factory=list)  # index entries no shard backs
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
 
@@ -119,18 +120,28 @@ class Checkpoint:
         self.close()
 
 
-def open_checkpoint(path: str | Path, revision: str | None = None) -> Checkpoint:
+def open_checkpoint(path: str | Path, revision: str | None = None, strict: bool = True) -> Checkpoint:
     """Open ``path`` read-only and list its tensors from headers.
 
     ``path`` may also be a Hugging Face repo id (``org/name``) already in the
-    local cache; ``revision`` picks a branch, tag or commit there.
+    local cache; ``revision`` picks a branch, tag or commit there. A shard index
+    that names tensors its shards do not hold is an error, unless ``strict`` is
+    off (``doctor`` reports it among the problems instead).
     """
-    path = Path(path)
+    ckpt = _open(Path(path), revision)
+    if strict and ckpt.index_problems:
+        ckpt.close()
+        more = f" (and {len(ckpt.index_problems) - 1} more)" if len(ckpt.index_problems) > 1 else ""
+        raise CheckpointError(ckpt.index_path, ckpt.index_problems[0] + more)
+    return ckpt
+
+
+def _open(path: Path, revision: str | None) -> Checkpoint:
     if not path.exists():
         from .hub import looks_like_repo_id, resolve_cached
 
         if looks_like_repo_id(str(path)):
-            return open_checkpoint(resolve_cached(str(path), revision))
+            return _open(resolve_cached(str(path), revision), None)
         raise CheckpointError(path, "no such file or directory")
     if path.is_dir():
         return _open_directory(path)
@@ -228,8 +239,7 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     for tensor, shard in sorted(weight_map.items()):
         info = ckpt.tensors.get(tensor)
         if info is None or info.file.name != Path(shard).name:
-            ckpt.close()
-            raise CheckpointError(index_path, f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
+            ckpt.index_problems.append(f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
     unlisted = sorted(set(ckpt.tensors) - set(weight_map))
     if unlisted:
         ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")

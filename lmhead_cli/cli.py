@@ -74,8 +74,10 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
 json_option = click.option("--json", "json_", is_flag=True, help="One JSON object on stdout, for scripts.")
 
 
-def _open(ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None) -> tuple[Checkpoint, HeadAnatomy]:
-    ckpt = open_checkpoint(ckpt_path, revision=revision)
+def _open(
+    ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None, strict: bool = True
+) -> tuple[Checkpoint, HeadAnatomy]:
+    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
     return ckpt, locate_head(ckpt, head=head, embedding=embedding)
 
@@ -308,7 +310,7 @@ def doctor(
     from .render import emit, emit_json
     from .render.doctor import doctor_json, doctor_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision, strict=False)  # index gaps are problems to report
     report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full)
     if json_:
         emit_json(doctor_json(checkpoint, report))

@@ -139,3 +139,24 @@ def test_explain_names_the_rule_for_each_role(tmp_path):
     assert override["explain"]["embedding"].endswith("named with --embedding")
     out = run("topk", SAMPLES / "gpt2-tied", SAMPLES / "gpt2-tied" / "hidden.npy", "-k", "1", "--explain").stdout
     assert "identified by" in out and "architecture table" in out
+
+
+def test_an_index_naming_a_tensor_no_shard_holds_is_an_error_for_count_and_a_problem_for_doctor(tmp_path):
+    t = llama_tensors()
+    names = sorted(t)
+    folder = write_checkpoint(tmp_path / "m", t, llama_config(), shards=[names[:3], names[3:]])
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"]["ghost.weight"] = index["weight_map"][names[0]]
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    count = run("count", folder, ok=False)
+    assert count.exit_code == 2 and "lists tensor 'ghost.weight'" in count.stderr
+    data = run_json("doctor", folder, exit_code=1)
+    assert any("ghost.weight" in p and "does not hold it" in p for p in data["problems"])
+
+
+def test_nested_flag_disagreement_fails_doctor():
+    from conftest import ROOT
+
+    data = run_json("doctor", ROOT / "tests" / "fixtures" / "wrapped" / "flags_disagree", exit_code=1)
+    assert any(p.startswith("tie flags disagree") for p in data["problems"])
+    assert data["healthy"] is False

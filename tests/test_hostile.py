@@ -258,7 +258,17 @@ def test_broken_index(tmp_path, case, point_at):
     changes, index, match = SHARDED_CASES[case]
     folder = sharded_checkpoint(tmp_path / "m", changes, index=index)
     index_path = folder / "model.safetensors.index.json"
-    assert_every_command_fails(tmp_path, folder if point_at == "folder" else index_path, index_path, match)
+    ckpt = folder if point_at == "folder" else index_path
+    if "does not hold it" not in match:
+        assert_every_command_fails(tmp_path, ckpt, index_path, match)
+        return
+    # An index entry no shard backs: every command but doctor stops with the error; doctor reads
+    # the rest, reports it among its problems and fails the checkpoint (exit 1).
+    commands = [args for args in every_command(ckpt, hidden_file(tmp_path)) if args[0] != "doctor"]
+    assert {assert_input_error(invoke(*args), index_path, match) for args in commands}
+    report = invoke("doctor", ckpt, "--json")
+    assert report.exit_code == 1 and "Traceback" not in report.output
+    assert any(re.search(match, p) for p in json.loads(report.stdout)["problems"])
 
 
 def test_truncated_shard_is_named(tmp_path):

@@ -184,5 +184,7 @@ class SafetensorsFile:
         return cols
 
     def close(self) -> None:
-        self._map.close()
-        os.close(self._fd)
+        if self._fd >= 0:
+            self._map.close()
+            os.close(self._fd)
+            self._fd = -1

@@ -303,7 +303,9 @@ class GGUFFile:
             ) from None
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def open_gguf(path: str | Path) -> Checkpoint:

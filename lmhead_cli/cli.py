@@ -234,7 +234,7 @@ def topk(
       lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden_layers.npy --layers
     """
     from . import render
-    from .render.topk import lens_view, topk_json, topk_view
+    from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
         raise click.UsageError("give --targets or --text, not both")
@@ -271,10 +271,11 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
+    meta["warnings"] = head_warnings(anatomy)
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = _topk_header(checkpoint, anatomy, vocab, no_norm, result.topk.masked_rows)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
     view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
@@ -350,29 +351,6 @@ def _parse_ids(spec: str) -> list[int]:
         return [int(part) for part in spec.split(",") if part.strip()]
     except ValueError:
         raise click.BadParameter(f"{spec!r} is not a comma-separated list of ids", param_hint="--targets") from None
-
-
-def _topk_header(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int) -> list:
-    from rich.text import Text
-
-    norm = anatomy.final_norm
-    steps = []
-    if no_norm:
-        steps.append("no final norm (--no-norm)")
-    elif norm:
-        steps.append(f"{norm.kind} (eps {norm.eps:g})")
-    if anatomy.pre_head_scale:
-        steps.append(f"× {anatomy.pre_head_scale:.4g}")
-    steps.append(f"· {anatomy.head_matrix}ᵀ" + (f" + {anatomy.head_bias}" if anatomy.head_bias else ""))
-    steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
-    lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
-    if vocab is None:
-        lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
-    if masked:
-        lines.append(
-            Text(f"masked {masked} padded head rows beyond the tokenizer's {vocab.size} tokens (--include-padded keeps them)", style="dim")
-        )
-    return lines
 
 
 def main() -> None:

@@ -127,3 +127,11 @@ def test_several_heads_are_listed_and_topk_can_pick_one(tmp_path):
     w = t["medusa_head.0.1.weight"].astype(np.float64)
     x = h / np.sqrt((h.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * t["model.norm.weight"]
     assert [p["top"][0]["token_id"] for p in medusa["positions"]] == (x @ w.T).argmax(1).tolist()
+
+
+def test_topk_warns_when_the_loaded_head_would_be_random(tmp_path):
+    folder, meta, _ = load("flags_disagree")
+    np.save(tmp_path / "h.npy", np.random.default_rng(0).normal(size=(2, meta["hidden_size"])).astype(np.float32))
+    data = run_json("topk", folder, tmp_path / "h.npy", "-k", "1")
+    assert data["warnings"] and "random head" in data["warnings"][0]
+    assert "warning: no head is stored" in run("topk", folder, tmp_path / "h.npy", "-k", "1").stdout

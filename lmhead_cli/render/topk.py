@@ -8,8 +8,42 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..anatomy import HeadAnatomy
 from ..predict import Predictions
 from ..tokens import Vocabulary
+
+
+def head_warnings(anatomy: HeadAnatomy) -> list[str]:
+    """What a person must know before trusting these predictions."""
+    if anatomy.config_tied is False and anatomy.head is None:
+        return [
+            f"no head is stored and the config says untied: the loaded model would have a random head; "
+            f"showing {anatomy.head_matrix} as the head"
+        ]
+    return []
+
+
+def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int) -> list[Text]:
+    """The head as applied (norm, scale, matrix, transforms), then what the reader should know."""
+    norm = anatomy.final_norm
+    steps = []
+    if no_norm:
+        steps.append("no final norm (--no-norm)")
+    elif norm:
+        steps.append(f"{norm.kind} (eps {norm.eps:g})")
+    if anatomy.pre_head_scale:
+        steps.append(f"× {anatomy.pre_head_scale:.4g}")
+    steps.append(f"· {anatomy.head_matrix}ᵀ" + (f" + {anatomy.head_bias}" if anatomy.head_bias else ""))
+    steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
+    lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
+    lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy)]
+    if vocab is None:
+        lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
+    if masked:
+        lines.append(
+            Text(f"masked {masked} padded head rows beyond the tokenizer's {vocab.size} tokens (--include-padded keeps them)", style="dim")
+        )
+    return lines
 
 
 def _token(vocab: Vocabulary | None, token_id: int) -> str:

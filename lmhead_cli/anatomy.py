@@ -152,7 +152,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
     if gguf:
         _gguf_explain(arch, config, norm, explain)
-    problems = _size_problems(settings, vocab, hidden, matrix)
+    problems = _gguf_size_problems(config, arch, vocab, hidden, matrix) if gguf else _size_problems(settings, vocab, hidden, matrix)
     transforms = _transforms(settings, conv, explain, where)
     if nested and lm.wrapper and not lm.wrapper.applies_text_transforms and transforms:
         for t in transforms:
@@ -393,6 +393,16 @@ def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | 
     key = f"{arch}.logit_scale"
     if arch is not None and arch not in GGUF_LOGIT_SCALE and key in metadata:
         explain["transform:logit_scale"] = f"{key}={metadata[key]} not applied: lmhead does not know how llama.cpp's {arch} graph uses it"
+
+
+def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:
+    """The metadata's own sizes against the tensors (llama.cpp trusts the metadata)."""
+    problems = []
+    for key, actual, what in ((f"{arch}.vocab_size", vocab, "rows"), (f"{arch}.embedding_length", hidden, "columns")):
+        value = metadata.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value != actual:
+            problems.append(f"GGUF metadata {key} {value} differs from the {actual} {what} of {matrix}")
+    return tuple(problems)
 
 
 def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:

@@ -387,3 +387,19 @@ def test_the_fixture_readme_lists_every_file():
     assert all(f"`{name}`" in readme for name in ALL_FILES)
     assert sum((FIXTURES / n).stat().st_size for n in ALL_FILES) < 2 * 2**20
     json.dumps(ALL_FILES)  # names are plain text
+
+
+def test_metadata_sizes_disagreeing_with_the_tensors_fail_doctor(tmp_path):
+    path = tmp_path / "bad.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_embedding_length(999)  # the tensors say 8
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_token_list([f"t{i}" for i in range(16)])
+    writer.add_tensor("token_embd.weight", np.ones((16, 8), np.float32))
+    writer.add_tensor("output_norm.weight", np.ones(8, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    data = run_json("doctor", path, exit_code=1)
+    assert "GGUF metadata llama.embedding_length 999 differs from the 8 columns of token_embd.weight" in data["problems"]

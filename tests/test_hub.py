@@ -69,3 +69,12 @@ def test_a_repo_not_in_the_cache_says_so(cache):
 def test_unknown_revision_says_so(cache):
     result = run("count", "org/tiny", "--revision", "nope", ok=False)
     assert result.exit_code == 2 and "at revision nope" in result.stderr
+
+
+def test_topk_and_doctor_on_a_cached_repo_id(cache, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "h.npy", np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32))
+    data = run_json("topk", "org/tiny", tmp_path / "h.npy", "-k", "2")
+    assert len(data["positions"]) == 3 and data["head"] == "lm_head.weight"
+    assert run_json("doctor", "org/tiny", "--revision", "v1")["healthy"] is True

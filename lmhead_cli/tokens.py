@@ -86,7 +86,11 @@ class Vocabulary:
 
     def encode(self, text: str) -> list[int]:
         if self._tokenizer is None:
-            raise TokenizerError(self.source, "this vocabulary cannot encode text (no tokenizer.json)")
+            raise TokenizerError(
+                self.source,
+                "this vocabulary can only decode ids, not encode --text (a token list, no tokenizer.json)",
+                hint="pass the model's tokenizer.json with --tokenizer, or give the next-token ids with --targets",
+            )
         return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
 

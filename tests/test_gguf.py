@@ -379,7 +379,24 @@ def test_token_strings_from_the_file_cannot_drive_the_terminal(tmp_path):
 def test_text_targets_need_a_tokenizer_json(tmp_path):
     states_path, _ = states_for("llama_tied_f32.gguf", tmp_path)
     result = run("topk", FIXTURES / "llama_tied_f32.gguf", states_path, "--text", "hello", ok=False)
-    assert result.exit_code == 2 and "cannot encode text" in result.stderr
+    assert result.exit_code == 2 and "can only decode ids, not encode --text" in result.stderr
+    assert "hint: pass the model's tokenizer.json with --tokenizer" in result.stderr
+
+
+def test_text_targets_on_a_gguf_with_the_models_tokenizer_json(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    field = gguf_reader("llama_tied_f32.gguf").fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(field.parts[i]).decode() for i in field.data]
+    words = {t[1:]: i for i, t in enumerate(tokens) if t.startswith("▁") and t[1:].isalnum()}  # ▁w9 -> "w9"
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, **words}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    states_path, _ = states_for("llama_tied_f32.gguf", tmp_path)
+    text = list(words)[:5]
+    args = ["--tokenizer", tmp_path / "tokenizer.json", "--text", " ".join(text)]
+    data = run_json("topk", FIXTURES / "llama_tied_f32.gguf", states_path, *args)
+    assert [p["target"]["token_id"] for p in data["positions"][:4]] == [words[w] for w in text[1:]]
 
 
 def test_the_fixture_readme_lists_every_file():

@@ -66,6 +66,7 @@ class HeadAnatomy:
     vocab_size: int  # rows of the matrix the head uses
     hidden_size: int
     pre_head_scale: float | None = None  # T5 tied: d_model ** -0.5
+    projection: str | None = None  # (proj, hidden) matrix applied after the final norm (OPT's project_out)
     transforms: tuple[LogitTransform, ...] = ()
     aliases: tuple[str, ...] = ()  # stored copies of the embedding (T5 encoder/decoder)
     other_prefixes: tuple[str, ...] = ()
@@ -146,6 +147,9 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     if 0 in shape:
         raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix cannot be empty")
     vocab, hidden = shape
+    projection = _projection(ckpt, conv, hidden, explain)
+    if projection is not None:
+        hidden = names[projection].shape[1]  # the model's width; the head's is the projection's output
     try:
         norm = _final_norm(ckpt, conv, hidden, explain, settings, where)
     except AnatomyError as exc:  # a bad setting: name the file it came from
@@ -172,6 +176,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         vocab_size=vocab,
         hidden_size=hidden,
         pre_head_scale=hidden**-0.5 if rescale else None,
+        projection=projection,
         transforms=transforms,
         aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
         other_prefixes=conv.other_prefixes if conv else (),
@@ -299,6 +304,18 @@ def _rescale(config: dict[str, Any] | None, conv: Convention | None, tied: bool)
     return tied
 
 
+def _projection(ckpt: Checkpoint, conv: Convention | None, width: int, explain: dict[str, str]) -> str | None:
+    for name in conv.projection if conv else ():
+        info = ckpt.tensors.get(name)
+        if info is None:
+            continue
+        if len(info.shape) != 2 or info.shape[0] != width:
+            raise AnatomyError(ckpt.path, f"{name} has shape {list(info.shape)}; the head expects inputs of width {width}")
+        explain["projection"] = f"{name}: architecture table ({info.shape[1]} -> {width} before the head)"
+        return name
+    return None
+
+
 def _final_norm(
     ckpt: Checkpoint, conv: Convention | None, hidden: int, explain: dict[str, str], config: dict[str, Any] | None, where: str = "config"
 ) -> FinalNorm | None:
@@ -313,7 +330,10 @@ def _final_norm(
                 explain["final_norm"] = f"{module}: architecture table"
                 break
         else:
-            explain["final_norm"] = f"{conv.final_norm[0]}: architecture table (no parameters stored)"
+            if not conv.parameterless_norm:  # e.g. OPT-350m: do_layer_norm_before=False, no final norm
+                explain["final_norm"] = f"none ({conv.final_norm[0]} is not stored)"
+                return None
+            explain["final_norm"] = f"{conv.final_norm[0]}: architecture table (a norm without parameters)"
         kind = conv.norm
         eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family, where)
     else:

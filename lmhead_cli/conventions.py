@@ -43,6 +43,8 @@ class Convention:
     rescale_key: str | None = None
     aliases: tuple[str, ...] = ()  # tensors that are always the embedding matrix itself
     other_prefixes: tuple[str, ...] = ()  # blocks under these prefixes are not the decoder's (T5 encoder)
+    projection: tuple[str, ...] = ()  # a (proj, hidden) matrix between the final norm and the head (OPT-350m)
+    parameterless_norm: bool = False  # the final norm exists even with no tensors stored (OLMo)
 
 
 LLAMA = Convention(family="llama")
@@ -82,7 +84,8 @@ CONVENTIONS: dict[str, Convention] = {
     "opt": Convention(
         family="opt",
         embedding=("model.decoder.embed_tokens.weight",),
-        final_norm=("model.decoder.final_layer_norm",),
+        final_norm=("model.decoder.final_layer_norm",),  # absent when do_layer_norm_before=False (OPT-350m)
+        projection=("model.decoder.project_out.weight",),  # when word_embed_proj_dim != hidden_size
         norm=LAYERNORM,
         eps_keys=(),  # nn.LayerNorm's default, not configurable
         eps_default=1e-5,
@@ -131,7 +134,7 @@ CONVENTIONS: dict[str, Convention] = {
     ),
     "stablelm": replace(LLAMA, family="stablelm", norm=LAYERNORM, eps_keys=("layer_norm_eps",), eps_default=1e-5),
     # OLMo's final LayerNorm has no weight and no bias; its eps is fixed in code.
-    "olmo": replace(LLAMA, family="olmo", norm=LAYERNORM, eps_keys=(), eps_default=1e-5),
+    "olmo": replace(LLAMA, family="olmo", norm=LAYERNORM, eps_keys=(), eps_default=1e-5, parameterless_norm=True),
     "cohere": replace(
         LLAMA,
         family="cohere",

@@ -94,6 +94,8 @@ def _vector(ckpt: Checkpoint, name: str, size: int, role: str) -> np.ndarray:
 def prepare_states(ckpt: Checkpoint, anatomy: HeadAnatomy, states: np.ndarray, norm: bool = True) -> np.ndarray:
     """What the head matmul sees: FinalNorm(h) (unless ``norm`` is off), then T5's tied rescale."""
     x = normalise(ckpt, anatomy, states) if norm else states.astype(np.float32)  # (N, d)
+    if anatomy.projection is not None:
+        x = x @ ckpt.read_tensor(anatomy.projection).T  # (N, d) @ (d, p) -> (N, p): OPT's project_out
     if anatomy.pre_head_scale is not None:
         x = x * np.float32(anatomy.pre_head_scale)
     return x

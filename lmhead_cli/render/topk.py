@@ -31,6 +31,8 @@ def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, m
         steps.append("no final norm (--no-norm)")
     elif norm:
         steps.append(f"{norm.kind} (eps {norm.eps:g})")
+    if anatomy.projection:
+        steps.append(f"· {anatomy.projection}ᵀ")
     if anatomy.pre_head_scale:
         steps.append(f"× {anatomy.pre_head_scale:.4g}")
     steps.append(f"· {anatomy.head_matrix}ᵀ" + (f" + {anatomy.head_bias}" if anatomy.head_bias else ""))

@@ -185,7 +185,7 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
     """Compare the first ``rows`` rows (default: all) of two tensors of one width, chunk by chunk:
     bytes first, then values across dtypes."""
     rows = a.rows if rows is None else rows
-    row_bytes = max(a.nbytes, b.nbytes) // max(rows, 1)
+    row_bytes = max(a.nbytes // max(a.rows, 1), b.nbytes // max(b.rows, 1))
     chunk = max(1, COMPARE_CHUNK_BYTES // max(row_bytes, 1))
     wide = np.float64 if "F64" in (a.dtype, b.dtype) else np.float32
     stats = _Stats() if full else None
@@ -197,8 +197,7 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
         if same and stats is None:
             done = stop
             continue
-        x = ckpt.read_rows(a.name, start, stop).reshape(stop - start, -1) if wide is np.float32 else _wide(ckpt, a, start, stop)
-        y = ckpt.read_rows(b.name, start, stop).reshape(stop - start, -1) if wide is np.float32 else _wide(ckpt, b, start, stop)
+        x, y = _values(ckpt, a, start, stop, wide), _values(ckpt, b, start, stop, wide)  # (C, d) each
         equal_rows = same or bool(np.array_equal(x, y))
         done = stop
         if stats is not None:
@@ -249,9 +248,11 @@ def _same_bytes(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, start: int, stop
         return bool(np.array_equal(x, y))
 
 
-def _wide(ckpt: Checkpoint, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-    raw = ckpt.read_raw_rows(info.name, start, stop)
-    return raw.reshape(stop - start, -1).astype(np.float64)
+def _values(ckpt: Checkpoint, info: TensorInfo, start: int, stop: int, wide: type) -> np.ndarray:
+    """Rows as (C, d) numbers: float32 holds every narrower float exactly; float64 only for F64."""
+    if wide is np.float32:
+        return ckpt.read_rows(info.name, start, stop).reshape(stop - start, -1)
+    return ckpt.read_raw_rows(info.name, start, stop).reshape(stop - start, -1).astype(np.float64)
 
 
 class _Stats:

@@ -20,6 +20,8 @@ from .errors import HiddenStateError, TokenizerError
 from .head import TopK, normalise, project
 from .hidden import HiddenStates
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 __all__ = ["Predictions", "Summary", "predict", "select_positions", "targets_from_text", "targets_from_ids"]
 
 
@@ -73,9 +75,9 @@ def select_positions(spec: str | None, count: int) -> list[int]:
                 continue
             i = int(part)
         except ValueError:
-            raise HiddenStateError(None, f"--positions: {part!r} is not an integer or a start:stop range") from None
+            raise HiddenStateError("--positions", f"{part!r} is not an integer or a start:stop range") from None
         if not -count <= i < count:
-            raise HiddenStateError(None, f"--positions: {i} is outside the {count} positions in the file")
+            raise HiddenStateError("--positions", f"{i} is outside the {count} positions in the file")
         chosen.append(i % count)
     return list(dict.fromkeys(chosen))
 
@@ -83,12 +85,13 @@ def select_positions(spec: str | None, count: int) -> list[int]:
 def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndarray:
     """Next-token ids per position: T of them, or T-1 (the last position then has none)."""
     ids = [int(i) for i in ids]
+    for i in ids:
+        if not INT64_MIN <= i <= INT64_MAX:
+            raise HiddenStateError(source, f"target id {i} does not fit in a signed 64-bit integer")
     if len(ids) == positions - 1:
         ids.append(-1)
     if len(ids) != positions:
-        raise HiddenStateError(
-            None, f"{source} gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})"
-        )
+        raise HiddenStateError(source, f"gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})")
     return np.asarray(ids, dtype=np.int64)
 
 
@@ -96,8 +99,8 @@ def targets_from_text(tokens: Sequence[int], positions: int) -> np.ndarray:
     """Position i's target is token i+1 of the text: T tokens (the last has no target) or T+1."""
     if len(tokens) not in (positions, positions + 1):
         raise TokenizerError(
-            None,
-            f"--text encodes to {len(tokens)} tokens, but the hidden states have {positions} positions "
+            "--text",
+            f"encodes to {len(tokens)} tokens, but the hidden states have {positions} positions "
             f"(expected {positions} or {positions + 1} tokens)",
         )
     nxt = list(tokens[1:]) + ([-1] if len(tokens) == positions else [])

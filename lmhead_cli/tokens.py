@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TokenizerError
+from .files import read_regular
 
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
 PADDING = "⟨pad⟩"
+MAX_TOKENIZER_BYTES = 2**30  # the largest tokenizer.json files on the hub are tens of MB
 VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -95,18 +97,30 @@ class Vocabulary:
 
 
 def load_vocabulary(path: str | Path) -> Vocabulary:
-    """Read a Hugging Face ``tokenizer.json`` with the tokenizers library."""
+    """Read a Hugging Face ``tokenizer.json`` (a regular file of at most ``MAX_TOKENIZER_BYTES``) with the tokenizers library."""
     from tokenizers import Tokenizer
 
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"
+    data = read_regular(path, TokenizerError, "tokenizer", limit=MAX_TOKENIZER_BYTES)
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenizerError(path, "cannot read tokenizer: not UTF-8 text") from None
+    try:
+        tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # tokenizers raises a bare Exception for every failure
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TokenizerError(path, f"cannot read tokenizer: {reason}") from exc
-    return Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer)
+    return _checked(Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer))
+
+
+def _checked(vocab: Vocabulary) -> Vocabulary:
+    """A vocabulary of no tokens would mask every head row: refuse it."""
+    if vocab.size == 0:
+        raise TokenizerError(vocab.source, "holds no tokens", hint="pass the model's tokenizer.json with --tokenizer")
+    return vocab
 
 
 def vocabulary_from_tokens(source: str, tokens: list[str], model: object = None) -> Vocabulary:
@@ -119,7 +133,7 @@ def vocabulary_from_tokens(source: str, tokens: list[str], model: object = None)
         tokens = [_byte_level_bytes(t) or t for t in tokens]
     elif model == "llama":
         tokens = [_sentencepiece_text(t) for t in tokens]
-    return Vocabulary(source=source, size=len(tokens), _tokens=list(tokens))
+    return _checked(Vocabulary(source=source, size=len(tokens), _tokens=list(tokens)))
 
 
 def _sentencepiece_text(piece: str) -> str:

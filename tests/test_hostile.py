@@ -396,7 +396,7 @@ def test_huge_config_is_refused_before_reading(tmp_path):
     folder = valid_checkpoint(tmp_path / "m")
     with open(folder / "config.json", "r+b") as f:
         f.truncate(2**30)  # sparse: a gigabyte that takes no disk
-    assert_every_command_fails(tmp_path, folder, folder / "config.json", r"config is 1,073,741,824 bytes; lmhead reads JSON files up to")
+    assert_every_command_fails(tmp_path, folder, folder / "config.json", r"config is 1,073,741,824 bytes; lmhead reads config files up to")
 
 
 @pytest.mark.parametrize(
@@ -556,8 +556,8 @@ def test_broken_hidden_states(tmp_path, case):
 
 def test_hidden_states_that_do_not_exist(tmp_path):
     ckpt = valid_checkpoint(tmp_path / "m")
-    assert_input_error(invoke("topk", ckpt, tmp_path / "nope.npy"), tmp_path / "nope.npy", r"no such file$")
-    assert_input_error(invoke("topk", ckpt, tmp_path), tmp_path, r"not a file$")
+    assert_input_error(invoke("topk", ckpt, tmp_path / "nope.npy"), tmp_path / "nope.npy", r"no such file or directory$")
+    assert_input_error(invoke("topk", ckpt, tmp_path), tmp_path, r"is a directory, not a regular file$")
 
 
 # ---------------------------------------------------------------- no pickle is ever loaded

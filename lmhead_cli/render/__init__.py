@@ -8,6 +8,7 @@ into ``Text`` objects, never into markup, so they cannot style the output.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +19,34 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.segment import Segment, Segments
 from rich.table import Table
-from rich.text import Text
+from rich.text import Text as RichText
 
 from ..errors import LmheadError
 from ..tokens import visible
 
 PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
+RICH_STRIPS = frozenset("\x07\x08\x0b\x0c\r")  # rich deletes these from text (rich.control.STRIP_CONTROL_CODES)
+
+
+def _shown(text: str) -> str:
+    """The control characters rich would silently delete, made visible (\\x07, \\r) instead."""
+    if RICH_STRIPS.isdisjoint(text):
+        return text
+    return "".join(visible(ch) if ch in RICH_STRIPS else ch for ch in text)
+
+
+class Text(RichText):
+    """rich's ``Text``, except that BEL, BS, VT, FF and CR in a name are shown escaped, not dropped.
+
+    Every renderer builds its text with this class, so a token or tensor name that holds them reads
+    as what it is; the other control characters are escaped by ``emit``.
+    """
+
+    def __init__(self, text: str = "", *args: Any, **kwargs: Any) -> None:
+        super().__init__(_shown(text), *args, **kwargs)
+
+    def append(self, text: str | RichText, style: Any = None) -> Text:
+        return super().append(_shown(text) if isinstance(text, str) else text, style)
 
 
 def stdout_console() -> Console:
@@ -71,14 +94,37 @@ def _plain(renderable: RenderableType) -> RenderableType:
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    """Strict JSON in UTF-8: no NaN or Infinity (null instead), and text that UTF-8 cannot encode
+    (a lone surrogate from a ``\\udcff`` escape in a config) written as a JSON escape, never as a raw byte."""
+    clean = _strict(data)
+    text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = json.dumps(clean, indent=2, ensure_ascii=True, allow_nan=False).encode("ascii")
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # a text-only stream (a caller's StringIO): it holds str, not bytes
+        sys.stdout.write(raw.decode("utf-8") + "\n")
+        return
+    sys.stdout.flush()
+    out.write(raw + b"\n")
+    out.flush()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
+def _strict(value: Any) -> Any:
+    """JSON-ready values: numpy scalars and arrays as Python ones, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _strict(value.tolist())
+    if isinstance(value, np.generic):
+        return _strict(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from ..anatomy import HeadAnatomy
 from ..predict import Predictions
 from ..tokens import Vocabulary
+from . import Text
 
 
 def head_warnings(anatomy: HeadAnatomy) -> list[str]:

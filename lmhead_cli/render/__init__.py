@@ -45,7 +45,7 @@ class Text(RichText):
     def __init__(self, text: str = "", *args: Any, **kwargs: Any) -> None:
         super().__init__(_shown(text), *args, **kwargs)
 
-    def append(self, text: str | RichText, style: Any = None) -> Text:
+    def append(self, text: str | RichText, style: Any = None) -> RichText:
         return super().append(_shown(text) if isinstance(text, str) else text, style)
 
 

@@ -186,14 +186,19 @@ def _open_directory(directory: Path) -> Checkpoint:
     ggufs = sorted(p for p in directory.glob("*.gguf") if p.is_file())
     if len(ggufs) == 1:
         return _open_gguf(ggufs[0])
-    if len(indexes) > 1:
-        names = ", ".join(p.name for p in indexes)
-        raise CheckpointError(directory, f"several index files ({names}); name the one to use")
+    for what, found in (("index files", indexes), ("PyTorch files", torch_files), (".gguf files", ggufs)):
+        if len(found) > 1:
+            raise CheckpointError(directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"name it: {found[0]}")
     raise CheckpointError(
         directory,
         "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",
         hint="point lmhead at the folder that holds the model's weight files",
     )
+
+
+def _listed(files: list[Path], shown: int = 5) -> str:
+    names = ", ".join(p.name for p in files[:shown])
+    return names + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
 def _open_index(index_path: Path, directory: Path, shown: Path | None = None) -> Checkpoint:

@@ -47,6 +47,7 @@ class Checkpoint:
     index_metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     index_problems: list[str] = field(default_factory=list)  # index entries no shard backs
+    unindexed: list[str] = field(default_factory=list)  # tensors in the shards the index does not name
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
 
@@ -226,9 +227,7 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
         info = ckpt.tensors.get(tensor)
         if info is None or info.file.name != Path(shard).name:
             ckpt.index_problems.append(f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
-    unlisted = sorted(set(ckpt.tensors) - set(weight_map))
-    if unlisted:
-        ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")
+    ckpt.unindexed = sorted(set(ckpt.tensors) - set(weight_map))
     return ckpt
 
 

@@ -124,7 +124,8 @@ def count(
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
-    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
+    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one
+    (unless a stored head may be a copy of the embedding: then it compares them).
 
     \b
     Example:

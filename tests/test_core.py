@@ -194,3 +194,44 @@ def test_json_never_holds_nan_or_infinity(tmp_path):
 def test_strict_json_turns_non_finite_numbers_into_null():
     value = {"a": float("nan"), "b": [np.float32(np.inf), -np.inf, 1.5], "c": np.array([1.0, np.nan]), "d": np.int64(3)}
     assert strict_json(value) == {"a": None, "b": [None, None, 1.5], "c": [1.0, None], "d": 3}
+
+
+# ------------------------------------------------------------------ one meaning of tied
+
+
+def _evidence(directs, head_stored=True, shares=False, source=None):
+    from lmhead_cli.tie import TieEvidence, TieSource
+
+    return TieEvidence(source or TieSource.CONFIG, directs, directs, "", head_stored=head_stored, shares_storage=shares)
+
+
+@pytest.mark.parametrize(
+    "directs, head_stored, shares, identical, tied",
+    [
+        (False, True, False, True, False),  # config untied: never tied, even for an equal copy
+        (False, False, False, None, False),  # untied and no head: a random head, not the embedding
+        (True, False, False, None, True),  # tied, head absent
+        (True, True, True, None, True),  # tied by storage
+        (True, True, False, True, True),  # transformers 5 ties a stored head equal to the embedding
+        (True, True, False, False, False),  # ... and loads a different stored head as its own
+        (None, True, False, True, True),  # no config: an equal copy is one matrix
+        (None, True, False, False, False),
+        (None, False, False, None, True),
+    ],
+)
+def test_loads_tied_is_the_one_definition(directs, head_stored, shares, identical, tied):
+    from lmhead_cli.tie import loads_tied, values_decide
+
+    e = _evidence(directs, head_stored, shares)
+    assert values_decide(e) is (directs is not False and head_stored and not shares)
+    assert loads_tied(e, identical if values_decide(e) else None) is tied
+
+
+def test_no_decision_is_keyed_on_display_text():
+    """Tie sources and problem kinds are enums; nothing compares their wording."""
+    from conftest import ROOT
+
+    for module in sorted((ROOT / "lmhead_cli").rglob("*.py")):
+        text = module.read_text()
+        for pattern in ('startswith("GGUF', '== "no config"', '"not named by the index" in', 'startswith("config vocab_size'):
+            assert pattern not in text, (module.name, pattern)

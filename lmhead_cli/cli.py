@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,17 @@ from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden, load_target_ids
-from .predict import predict, select_positions, targets_from_ids, targets_from_text
+from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 from .tying import diagnose_tying
 
-EXIT_PROBLEMS = 1
-EXIT_INPUT = 2
+EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
+EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
+EXIT_INTERNAL = 3  # lmhead itself failed: out of memory, or a bug
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``LmheadError`` -> one line on stderr and exit 2; a traceback only with --debug."""
+    """``LmheadError`` -> one line on stderr and exit 2; anything else exit 3; a traceback only with --debug."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,12 +46,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             render.error(LmheadError(None, "out of memory", hint="lower --chunk-rows or select fewer --positions"))
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
         except Exception as exc:
             if debug:
                 raise
             render.internal_error(exc)
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -88,10 +89,17 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         return load_vocabulary(tokenizer)
     if ckpt.tokenizer_path is not None:
         return load_vocabulary(ckpt.tokenizer_path)
-    if ckpt.tokens is not None:  # a GGUF carries its vocabulary
-        if not ckpt.tokens:  # it would mask every head row as padding
-            hint = "pass the model's tokenizer.json with --tokenizer"
-            raise TokenizerError(ckpt.path, "tokenizer.ggml.tokens holds no tokens", hint=hint)
+    if ckpt.tokens is not None and not ckpt.tokens:  # an empty list would mask every head row as padding
+        hint = "pass the model's tokenizer.json with --tokenizer"
+        raise TokenizerError(ckpt.path, "tokenizer.ggml.tokens holds no tokens", hint=hint)
+    if ckpt.format == "gguf":  # a GGUF carries its tokenizer
+        from .formats.gguf import GGUFFile
+        from .gguf_tokenizer import gguf_vocabulary
+
+        reader = ckpt.readers.get(ckpt.path)
+        if isinstance(reader, GGUFFile):
+            return gguf_vocabulary(reader)
+    if ckpt.tokens is not None:
         return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
     return None
 
@@ -99,11 +107,18 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
 class LmheadGroup(click.Group):
     """click's usage errors (a missing argument, a bad option value) as ``error: <param>: <reason>``, exit 2."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:  # plain `lmhead`: the help, as click shows it
             exc.show()
             sys.exit(exc.exit_code)
@@ -120,9 +135,9 @@ class LmheadGroup(click.Group):
 
 def usage_error(exc: click.ClickException) -> LmheadError:
     """The parameter a click error is about in the path slot, its reason after it, how to get help as the hint."""
-    ctx = getattr(exc, "ctx", None)
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
     hint = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'lmhead --help'"
-    param = getattr(exc, "param", None)
+    param = exc.param if isinstance(exc, click.BadParameter) else None
     reason = exc.format_message()
     name = None
     if param is not None:
@@ -170,7 +185,8 @@ def count(
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
-    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
+    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one
+    (unless a stored head may be a copy of the embedding: then it compares them).
 
     \b
     Example:
@@ -209,7 +225,7 @@ def check_tying(
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
 
-    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input.
+    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input, 3 internal error.
 
     \b
     Example:
@@ -293,17 +309,23 @@ def topk(
     chosen = select_positions(positions, states.positions)
     inputs = None
     target_ids = None
+    text_note = None
     if text is not None:
         if vocab is None:
             raise TokenizerError("--text", f"needs a tokenizer.json, and {checkpoint.path} has none", hint="pass --tokenizer PATH")
         inputs = vocab.encode(text)
         target_ids = targets_from_text(inputs, states.positions)
+        text_note = vocab.note
     elif targets is not None:
         target_ids = targets_from_ids(_parse_ids(targets), states.positions, targets if targets.endswith(".npy") else "--targets")
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
-    with render.progress_bar("projecting", enabled=not json_ and anatomy.vocab_size * anatomy.hidden_size > 2**26) as progress:
+    if target_ids is not None:
+        check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
+    with render.progress_bar(
+        "projecting", enabled=not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
+    ) as progress:
         result = predict(
             checkpoint,
             anatomy,
@@ -319,11 +341,13 @@ def topk(
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
     meta["warnings"] = head_warnings(anatomy)
+    if inputs is not None and text_note is not None:
+        meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
-    view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note)
+    view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
 
@@ -347,7 +371,7 @@ def doctor(
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
 
-    Exit status: 0 healthy, 1 problems found, 2 bad input.
+    Exit status: 0 healthy, 1 problems found, 2 bad input, 3 internal error.
 
     \b
     Example:

@@ -72,7 +72,7 @@ def open_regular(path: str | Path, error: type[LmheadError], what: str = "", lim
     """A read-only descriptor of ``path``, refused unless it is a regular file within ``limit`` bytes."""
     regular_size(path, error, what, limit)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise access_error(path, exc, error, what) from None
     try:

@@ -27,7 +27,6 @@ NPY_MAGIC = b"\x93NUMPY"
 MAX_STATE_BYTES = 2 * 2**30  # the states as float32: 2 GiB is 130k vectors of width 4096
 MAX_FILE_BYTES = 4 * MAX_STATE_BYTES  # float64, or a .pt / .npz with other arrays beside the chosen one
 MAX_TARGETS_BYTES = 2**30
-INT64_MAX = 2**63 - 1
 ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"}
 
 
@@ -61,7 +60,7 @@ def load_hidden(path: str | Path, hidden_size: int, key: str | None = None, laye
 
 
 def load_target_ids(path: str | Path) -> list[int]:
-    """Next-token ids from a 1-D integer ``.npy`` file; every id must fit in a signed 64-bit integer."""
+    """Next-token ids from a 1-D integer ``.npy`` file (uint64 included: ``targets_from_ids`` checks the range)."""
     path = Path(path)
     fd = open_regular(path, HiddenStateError, "target ids file", limit=MAX_TARGETS_BYTES)
     with os.fdopen(fd, "rb") as f:
@@ -74,8 +73,6 @@ def load_target_ids(path: str | Path) -> list[int]:
             raise
         except (ValueError, OSError, EOFError) as exc:
             raise _numpy_error(path, exc, ".npy") from exc
-    if ids.size and ids.dtype.kind == "u" and int(ids.max()) > INT64_MAX:
-        raise HiddenStateError(path, f"target id {int(ids.max())} does not fit in a signed 64-bit integer")
     return [int(i) for i in ids.tolist()]
 
 
@@ -224,7 +221,13 @@ def _read_torch(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
         name = None
     if not isinstance(obj, torch.Tensor):
         raise HiddenStateError(path, f"holds a {type(obj).__name__}, not a tensor")
-    return obj.detach().float().numpy(), name
+    if not obj.dtype.is_floating_point:  # checked before any conversion, as for .npy: ids are not states
+        raise HiddenStateError(
+            path, f"dtype {str(obj.dtype).removeprefix('torch.')} is not a floating-point type; hidden states are floats"
+        )
+    if obj.dtype in (torch.float64, torch.float32, torch.float16):
+        return obj.detach().numpy(), name  # numpy has these: _as_float32 narrows float64 and reports overflow
+    return obj.detach().float().numpy(), name  # bf16 and fp8 widen exactly
 
 
 def _choose_key(path: Path, keys: list[str], key: str | None) -> str:

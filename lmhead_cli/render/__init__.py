@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,11 @@ def stdout_console() -> Console:
     return console
 
 
+def output_width() -> int:
+    """Columns that stdout's tables may use: the terminal's width, or ``PLAIN_WIDTH`` in a pipe."""
+    return stdout_console().width
+
+
 def emit(renderable: RenderableType) -> None:
     """Print once. Text from checkpoints may hold control characters (an ESC in a tensor name):
     every segment's text is escaped before it reaches the terminal; rich's own styling is not text."""
@@ -94,15 +101,16 @@ def _plain(renderable: RenderableType) -> RenderableType:
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    """Strict JSON in UTF-8: no NaN or Infinity (null instead), and text that UTF-8 cannot encode
-    (a lone surrogate from a ``\\udcff`` escape in a config) written as a JSON escape, never as a raw byte."""
-    clean = _strict(data)
+    """Strict JSON (RFC 8259) in UTF-8: a number that is not finite (NaN, ±Infinity) is written as null, never as a
+    bare token, and text UTF-8 cannot encode (a lone surrogate from a ``\\udcff`` escape in a config) as a JSON
+    escape, never as a raw byte."""
+    clean = strict_json(data)
     text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
     try:
         raw = text.encode("utf-8")
     except UnicodeEncodeError:
         raw = json.dumps(clean, indent=2, ensure_ascii=True, allow_nan=False).encode("ascii")
-    out = getattr(sys.stdout, "buffer", None)
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
     if out is None:  # a text-only stream (a caller's StringIO): it holds str, not bytes
         sys.stdout.write(raw.decode("utf-8") + "\n")
         return
@@ -111,19 +119,21 @@ def emit_json(data: dict[str, Any]) -> None:
     out.flush()
 
 
-def _strict(value: Any) -> Any:
-    """JSON-ready values: numpy scalars and arrays as Python ones, non-finite floats as None."""
+def strict_json(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python values, enums as their values and non-finite floats as None."""
     if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
+        return {str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
+        return [strict_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _strict(value.tolist())
+        return strict_json(value.tolist())
     if isinstance(value, np.generic):
-        return _strict(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float)):
+        return strict_json(value.item())
+    if isinstance(value, Enum):
+        return strict_json(value.value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
         return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
@@ -150,16 +160,30 @@ def warn(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
+PROGRESS_MIN_ELEMENTS = 2**26  # head weights (V·d) below which a projection is too quick to need a bar
+PROGRESS_ENV = "LMHEAD_PROGRESS_MIN_ELEMENTS"  # overrides it (tests show the bar on a tiny head)
+
+
+def progress_wanted(elements: int) -> bool:
+    """Whether a projection over a head of ``elements`` weights is slow enough to show a bar."""
+    try:
+        threshold = int(os.environ.get(PROGRESS_ENV, PROGRESS_MIN_ELEMENTS))
+    except ValueError:
+        threshold = PROGRESS_MIN_ELEMENTS
+    return elements > threshold
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal; a no-op otherwise."""
+    """A transient progress bar on stderr when it is a terminal; a no-op otherwise."""
     console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not enabled or not console.is_terminal or console.is_dumb_terminal:
         yield None
         return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    with Progress(Text(description), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

@@ -445,3 +445,111 @@ def test_control_characters_rich_would_drop_are_shown(tmp_path, char, shown):
         assert char not in result.stdout, command
         if command == "count":  # lists other head candidates by name
             assert f"x.lm_head{shown}extra.weight" in result.stdout, result.stdout
+
+
+# ---------------------------------------------------------------- 4. no SIGBUS: a file that shrinks while it is read
+
+TRUNCATING = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    import lmhead_cli.tying as tying
+    tying.COMPARE_CHUNK_BYTES = 4096  # many chunks, so the file can shrink between them
+    from lmhead_cli.checkpoint import Checkpoint
+    target, args = sys.argv[1], sys.argv[2:]
+    calls = [0]
+
+    def shrinking(read):
+        def wrapped(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == 2:  # after the first chunk: another process truncates the file after its header
+                with open(target, "rb") as f:
+                    os.truncate(target, 8 + int.from_bytes(f.read(8), "little") + 16)
+            return read(self, *a, **k)
+        return wrapped
+
+    Checkpoint.read_rows = shrinking(Checkpoint.read_rows)
+    Checkpoint.stored_rows = shrinking(Checkpoint.stored_rows)
+    from lmhead_cli.cli import cli
+    cli(args, prog_name="lmhead")
+    """
+)
+
+
+@pytest.mark.parametrize("command", [["topk", "--chunk-rows", "64"], ["check-tying", "--full"], ["doctor", "--full"]])
+def test_a_file_that_shrinks_while_read_is_an_error_not_a_sigbus(tmp_path, command):
+    from builders import llama_config, llama_tensors, write_checkpoint
+
+    t = llama_tensors(vocab=1024, hidden=64)
+    t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()  # equal: the comparison reads every chunk
+    folder = write_checkpoint(tmp_path / "m", t, llama_config(vocab=1024, hidden=64))
+    weights = folder / "model.safetensors"
+    h = write(tmp_path / "h.npy", npy_array(np.ones((3, 64), np.float32)))
+    args = [command[0], folder, *([h] if command[0] == "topk" else []), *command[1:]]
+    script = TRUNCATING.format(root=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script, str(weights), *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)  # SIGBUS would be -7 (135 from a shell)
+    assert proc.stderr.splitlines()[0] == f"error: {weights}: file changed while being read", proc.stderr
+
+
+# ---------------------------------------------------------------- 5. header-only means header-only
+
+GIB = 2**30
+
+
+def _sparse(path: Path, head: bytes, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)  # a hole: 3.2 GB that take no disk
+    return path
+
+
+def sparse_safetensors(folder: Path) -> Path:
+    """A tied llama of 3.2 GB (an embedding of 400,000 × 2,000 F32 and a norm), all zeros, sparse."""
+    import struct
+
+    emb = 400_000 * 2_000 * 4
+    header = {
+        "model.embed_tokens.weight": {"dtype": "F32", "shape": [400_000, 2_000], "data_offsets": [0, emb]},
+        "model.norm.weight": {"dtype": "F32", "shape": [2_000], "data_offsets": [emb, emb + 8_000]},
+    }
+    raw = json.dumps(header).encode()
+    folder.mkdir()
+    _sparse(folder / "model.safetensors", struct.pack("<Q", len(raw)) + raw, 8 + len(raw) + emb + 8_000)
+    (folder / "config.json").write_text(config_json(vocab_size=400_000, hidden_size=2_000, tie_word_embeddings=True))
+    return folder
+
+
+def sparse_gguf(path: Path) -> Path:
+    """A llama GGUF of 3.2 GB: token_embd (400,000 × 2,000 F32) and output_norm, no output.weight (tied), sparse."""
+    import struct
+
+    from hostile import GGUF_FLOAT32, GGUF_STRING, GGUF_UINT32, gguf_kv, gguf_string
+
+    kvs = [
+        gguf_kv("general.architecture", GGUF_STRING, "llama"),
+        gguf_kv("llama.embedding_length", GGUF_UINT32, 2_000),
+        gguf_kv("llama.block_count", GGUF_UINT32, 0),
+        gguf_kv("llama.attention.layer_norm_rms_epsilon", GGUF_FLOAT32, 1e-5),
+    ]
+    emb = 400_000 * 2_000 * 4
+    infos = [
+        gguf_string("token_embd.weight") + struct.pack("<I2QIQ", 2, 2_000, 400_000, 0, 0),
+        gguf_string("output_norm.weight") + struct.pack("<I1QIQ", 1, 2_000, 0, emb),
+    ]
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    head += b"\0" * (-len(head) % 32)
+    return _sparse(path, head, len(head) + emb + 8_000)
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "gguf"])
+def test_header_only_commands_work_under_a_2_gib_address_space_on_3_gb_files(tmp_path, kind):
+    ckpt = sparse_safetensors(tmp_path / "m") if kind == "safetensors" else sparse_gguf(tmp_path / "model.gguf")
+    size = sum(p.stat().st_size for p in ([ckpt] if ckpt.is_file() else ckpt.iterdir()))
+    assert size > 3 * 10**9
+    for command in (["count"], ["count", "--json"], ["check-tying"], ["doctor"]):
+        proc = cli_process(*command, ckpt, limit_as=2 * GIB)
+        assert proc.returncode in (0, 1), (command, proc.stderr)  # doctor may find problems (no tokenizer); never "out of memory"
+        assert "error" not in proc.stderr, proc.stderr
+    counted = json.loads(cli_process("count", "--json", ckpt, limit_as=2 * GIB).stdout)
+    assert counted["total_params"] == 400_000 * 2_000 + 2_000

@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .errors import CheckpointError
 from .formats.base import TensorInfo
+
+if TYPE_CHECKING:
+    from .quant import QuantizedWeight, Scheme
 
 __all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
 
@@ -57,10 +60,19 @@ class Checkpoint:
     index_problems: list[str] = field(default_factory=list)  # index entries no shard backs
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
+    quantization: Scheme | None = None  # the method's settings, as the config (or metadata) states them
+    quantized: dict[str, QuantizedWeight] = field(default_factory=dict)  # logical name -> its stored parts
+    quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
+    stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk, by its stored name
 
     @property
     def files(self) -> list[Path]:
         return list(self.readers)
+
+    @property
+    def on_disk(self) -> dict[str, TensorInfo]:
+        """Every stored tensor (quantized parts included); ``tensors`` holds the logical ones."""
+        return self.stored or self.tensors
 
     def info(self, name: str) -> TensorInfo:
         try:
@@ -69,17 +81,37 @@ class Checkpoint:
             raise CheckpointError(self.path, f"no tensor named {name!r}") from None
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of tensor ``name`` as float32; only those bytes are read."""
+        """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized);
+        only those bytes are read."""
         info = self.info(name)
+        quantized = self.quantized.get(name)
+        if quantized is not None:
+            return self._read_quantized(quantized, start, stop)
         return self.readers[info.file].read_rows(info, start, stop)
+
+    def _read_quantized(self, weight: QuantizedWeight, start: int, stop: int) -> np.ndarray:
+        from .quant import read_rows
+
+        if self.readers[weight.data.file].format != "safetensors":
+            method = weight.method.value
+            reason = f"{weight.module} is {method}-quantized; lmhead cannot dequantize it yet (outside safetensors)"
+            raise CheckpointError(self.path, reason)
+        try:
+            return read_rows(weight, start, stop)
+        except CheckpointError as exc:
+            raise CheckpointError(self.path if "cannot dequantize" in exc.reason else exc.path, exc.reason, exc.hint) from None
 
     def read_raw_rows(self, name: str, start: int, stop: int) -> np.ndarray | None:
         info = self.info(name)
+        if name in self.quantized:
+            return None  # no stored dtype to compare bytes in: values only
         return self.readers[info.file].read_raw_rows(info, start, stop)
 
     def read_cols(self, name: str, start: int, stop: int) -> np.ndarray | None:
         """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C); None when the format cannot."""
         info = self.info(name)
+        if name in self.quantized:
+            return None
         reader = self.readers[info.file]
         read = getattr(reader, "read_cols", None)
         return None if read is None else read(info, start, stop)
@@ -88,6 +120,9 @@ class Checkpoint:
     def raw_rows(self, name: str, start: int, stop: int) -> Iterator[np.ndarray | None]:
         """Rows in the stored dtype for a byte comparison, read in place where the format can."""
         info = self.info(name)
+        if name in self.quantized:
+            yield None
+            return
         reader = self.readers[info.file]
         window = getattr(reader, "raw_window", None)
         if window is None:
@@ -237,10 +272,10 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     metadata = index.get("metadata")
     ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
     for tensor, shard in sorted(weight_map.items()):
-        info = ckpt.tensors.get(tensor)
+        info = ckpt.on_disk.get(tensor)
         if info is None or info.file.name != Path(shard).name:
             ckpt.index_problems.append(f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
-    unlisted = sorted(set(ckpt.tensors) - set(weight_map))
+    unlisted = sorted(set(ckpt.on_disk) - set(weight_map))
     if unlisted:
         ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")
     return ckpt
@@ -281,7 +316,7 @@ def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path]
     if config is not None and not isinstance(config, dict):
         raise CheckpointError(config_path, "config is not a JSON object")
     tokenizer = directory / "tokenizer.json"
-    return Checkpoint(
+    ckpt = Checkpoint(
         path=path,
         format=next(iter(readers.values())).format,
         tensors=tensors,
@@ -291,6 +326,40 @@ def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path]
         tokenizer_path=tokenizer if tokenizer.is_file() else None,
         index_path=index_path,
     )
+    _group_quantized(ckpt, directory)
+    return ckpt
+
+
+def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
+    """Replace each quantized module's stored tensors by one logical weight of its dense shape."""
+    from .quant import group, recognise
+
+    quantize_config_path = directory / "quantize_config.json"
+    quantize_config = _read_json(quantize_config_path, "quantize_config") if quantize_config_path.is_file() else None
+    metadata: dict[str, str] = {}
+    for reader in ckpt.readers.values():
+        metadata.update(getattr(reader, "metadata", None) or {})
+    scheme = recognise(ckpt.config, quantize_config, metadata)
+    grouping = group(ckpt.tensors, scheme, metadata=metadata)
+    ckpt.quantization = scheme
+    if not grouping.consumed:
+        return
+    logical: dict[str, TensorInfo] = {}
+    by_data = {w.data.name: w for w in grouping.weights.values()}
+    for name, info in ckpt.tensors.items():
+        weight = by_data.get(name)
+        if weight is not None:
+            logical[weight.name] = TensorInfo(
+                weight.name, weight.shape, weight.method.dtype_label, weight.data.nbytes, weight.data.file, weight.data.offset
+            )
+        elif name not in grouping.consumed:
+            if name in grouping.weights:
+                raise CheckpointError(info.file, f"{name} is stored both dense and as a quantized module")
+            logical[name] = info
+    ckpt.stored = ckpt.tensors
+    ckpt.tensors = logical
+    ckpt.quantized = grouping.weights
+    ckpt.quant_metadata = grouping.metadata
 
 
 def _read_json(path: Path, what: str) -> Any:

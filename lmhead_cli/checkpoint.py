@@ -11,20 +11,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import CheckpointError
-from .formats.base import TensorInfo
+from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows
 
 if TYPE_CHECKING:
     from .quant import QuantizedWeight, Scheme
 
-__all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
+__all__ = ["Checkpoint", "Format", "Reader", "TensorInfo", "open_checkpoint"]
 
 INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_INDEX = "pytorch_model.bin.index.json"
@@ -33,22 +33,16 @@ SAFETENSORS_MAGIC_MAX_HEADER = 100_000_000
 MAX_JSON_BYTES = 64 * 2**20  # config and index files are kilobytes; more is not a config
 
 
-class Reader(Protocol):
-    path: Path
-    format: str
-    tensors: list[TensorInfo]
-
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray: ...
-
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray | None: ...
-
-
 @dataclass
 class Checkpoint:
-    """Everything lmhead knows about a checkpoint before reading any tensor data."""
+    """Everything lmhead knows about a checkpoint before reading any tensor data.
+
+    It spans one ``Reader`` per file (shards) and reads by tensor name through
+    them; it never asks which format a reader is.
+    """
 
     path: Path  # what the user named
-    format: str  # "safetensors", "gguf", ...
+    format: Format
     tensors: dict[str, TensorInfo]
     readers: dict[Path, Reader] = field(repr=False)
     config: dict[str, Any] | None = None
@@ -63,7 +57,7 @@ class Checkpoint:
     quantization: Scheme | None = None  # the method's settings, as the config (or metadata) states them
     quantized: dict[str, QuantizedWeight] = field(default_factory=dict)  # logical name -> its stored parts
     quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
-    stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk, by its stored name
+    stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk by stored name, when ``tensors`` differs
 
     @property
     def files(self) -> list[Path]:
@@ -80,63 +74,60 @@ class Checkpoint:
         except KeyError:
             raise CheckpointError(self.path, f"no tensor named {name!r}") from None
 
-    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+    def _reader(self, info: TensorInfo) -> Reader:
+        return self.readers[info.file]
+
+    def read_rows(self, name: str, start: int, stop: int) -> F32Array:
         """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized);
         only those bytes are read."""
         info = self.info(name)
         quantized = self.quantized.get(name)
         if quantized is not None:
             return self._read_quantized(quantized, start, stop)
-        return self.readers[info.file].read_rows(info, start, stop)
+        return self._reader(info).read_rows(info, start, stop)
 
-    def _read_quantized(self, weight: QuantizedWeight, start: int, stop: int) -> np.ndarray:
+    def read_rows_f64(self, name: str, start: int, stop: int) -> F64Array:
+        """The same rows as float64: exact for every floating type, F64 included."""
+        info = self.info(name)
+        if name in self.quantized:  # the dequantized values are float32 (or narrower) exactly
+            return self.read_rows(name, start, stop).astype(np.float64)
+        return self._reader(info).read_rows_f64(info, start, stop)
+
+    def read_cols(self, name: str, start: int, stop: int) -> F32Array:
+        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C)."""
+        info = self.info(name)
+        if name in self.quantized:  # packed along rows: dequantize every row, chunk by chunk
+            return columns_from_rows(lambda i, a, b: self.read_rows(i.name, a, b), info, start, stop)
+        return self._reader(info).read_cols(info, start, stop)
+
+    def stored_rows(self, name: str, start: int, stop: int) -> AbstractContextManager[U8Array]:
+        """Rows as stored, uint8 (rows, row_bytes), for a byte comparison; valid inside the ``with`` block.
+
+        A quantized weight's rows are spread over several stored tensors: its
+        dequantized float32 rows stand in, so equal bytes still mean equal values.
+        """
+        info = self.info(name)
+        if name in self.quantized:
+            return nullcontext(self.read_rows(name, start, stop).reshape(stop - start, -1).view(np.uint8))
+        return self._reader(info).stored_rows(info, start, stop)
+
+    def _read_quantized(self, weight: QuantizedWeight, start: int, stop: int) -> F32Array:
         from .quant import read_rows
 
-        if self.readers[weight.data.file].format != "safetensors":
-            method = weight.method.value
-            reason = f"{weight.module} is {method}-quantized; lmhead cannot dequantize it yet (outside safetensors)"
+        if self._reader(weight.data).format != Format.SAFETENSORS:
+            reason = f"{weight.module} is {weight.method.value}-quantized; lmhead cannot dequantize it yet (outside safetensors)"
             raise CheckpointError(self.path, reason)
         try:
             return read_rows(weight, start, stop)
         except CheckpointError as exc:
             raise CheckpointError(self.path if "cannot dequantize" in exc.reason else exc.path, exc.reason, exc.hint) from None
 
-    def read_raw_rows(self, name: str, start: int, stop: int) -> np.ndarray | None:
-        info = self.info(name)
-        if name in self.quantized:
-            return None  # no stored dtype to compare bytes in: values only
-        return self.readers[info.file].read_raw_rows(info, start, stop)
-
-    def read_cols(self, name: str, start: int, stop: int) -> np.ndarray | None:
-        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C); None when the format cannot."""
-        info = self.info(name)
-        if name in self.quantized:
-            return None
-        reader = self.readers[info.file]
-        read = getattr(reader, "read_cols", None)
-        return None if read is None else read(info, start, stop)
-
-    @contextmanager
-    def raw_rows(self, name: str, start: int, stop: int) -> Iterator[np.ndarray | None]:
-        """Rows in the stored dtype for a byte comparison, read in place where the format can."""
-        info = self.info(name)
-        if name in self.quantized:
-            yield None
-            return
-        reader = self.readers[info.file]
-        window = getattr(reader, "raw_window", None)
-        if window is None:
-            yield reader.read_raw_rows(info, start, stop)
-            return
-        with window(info, start, stop) as rows:
-            yield rows
-
-    def read_tensor(self, name: str) -> np.ndarray:
+    def read_tensor(self, name: str) -> F32Array:
         """A whole (small) tensor as float32: norm weights, biases."""
         info = self.info(name)
         return self.read_rows(name, 0, info.rows).reshape(info.shape)
 
-    def row_chunks(self, name: str, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    def row_chunks(self, name: str, chunk_rows: int) -> Iterator[tuple[int, F32Array]]:
         """Yield ``(start, rows)`` float32 chunks covering the tensor's first axis."""
         rows = self.info(name).rows
         for start in range(0, rows, chunk_rows):
@@ -144,9 +135,7 @@ class Checkpoint:
 
     def close(self) -> None:
         for reader in self.readers.values():
-            close = getattr(reader, "close", None)
-            if close:
-                close()
+            reader.close()
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -188,9 +177,7 @@ def _open(path: Path, revision: str | None) -> Checkpoint:
     if kind in ("safetensors", "pytorch"):
         return _assemble(path, [path], path.parent)
     if kind == "gguf":
-        from .formats.gguf import open_gguf
-
-        return open_gguf(path)
+        return _open_gguf(path)
     raise CheckpointError(
         path,
         f"not a checkpoint lmhead can read ({kind})",
@@ -237,9 +224,7 @@ def _open_directory(directory: Path) -> Checkpoint:
         return _assemble(directory, [preferred_torch if preferred_torch in torch_files else torch_files[0]], directory)
     ggufs = sorted(p for p in directory.glob("*.gguf") if p.is_file())
     if len(ggufs) == 1:
-        from .formats.gguf import open_gguf
-
-        return open_gguf(ggufs[0])
+        return _open_gguf(ggufs[0])
     if len(indexes) > 1:
         names = ", ".join(p.name for p in indexes)
         raise CheckpointError(directory, f"several index files ({names}); name the one to use")
@@ -291,6 +276,21 @@ def _reader(file: Path) -> Reader:
     return TorchFile(file)
 
 
+def _open_gguf(path: Path) -> Checkpoint:
+    """A ``Checkpoint`` over one GGUF file; its metadata plays the part of config.json."""
+    from .formats.gguf import GGUFFile
+
+    reader = GGUFFile(path)
+    return Checkpoint(
+        path=path,
+        format=reader.format,
+        tensors={t.name: t for t in reader.tensors},
+        readers={path: reader},
+        metadata=reader.metadata,
+        tokens=reader.tokens,
+    )
+
+
 def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
     readers: dict[Path, Reader] = {}
     try:
@@ -338,7 +338,7 @@ def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     quantize_config = _read_json(quantize_config_path, "quantize_config") if quantize_config_path.is_file() else None
     metadata: dict[str, str] = {}
     for reader in ckpt.readers.values():
-        metadata.update(getattr(reader, "metadata", None) or {})
+        metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})
     scheme = recognise(ckpt.config, quantize_config, metadata)
     grouping = group(ckpt.tensors, scheme, metadata=metadata)
     ckpt.quantization = scheme

@@ -256,7 +256,9 @@ def topk(
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
-    with render.progress_bar("projecting", enabled=not json_ and anatomy.vocab_size * anatomy.hidden_size > 2**26) as progress:
+    with render.progress_bar(
+        "projecting", enabled=not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
+    ) as progress:
         result = predict(
             checkpoint,
             anatomy,
@@ -276,7 +278,7 @@ def topk(
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
     header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
-    view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
+    view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
 

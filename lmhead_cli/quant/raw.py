@@ -48,6 +48,8 @@ def mapped(info: TensorInfo) -> np.ndarray:
         raise CheckpointError(info.file, f"{info.name}: {info.nbytes} bytes do not hold {list(info.shape)} {info.dtype}")
     if info.nbytes == 0:
         return np.zeros(shape, dtype=dtype)
+    if info.offset is None:
+        raise CheckpointError(info.file, f"{info.name}: its bytes have no place in the file to read quantized rows from")
     try:
         return np.memmap(info.file, dtype=dtype, mode="r", offset=info.offset, shape=shape)
     except (OSError, ValueError) as exc:

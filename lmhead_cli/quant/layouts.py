@@ -200,7 +200,7 @@ def _gptq(module: str, qweight: TensorInfo, parts: dict[str, TensorInfo], scheme
         group = group or inputs  # group_size -1: one group spans every input row
         if _group_count(inputs, group) != scales.shape[0]:
             raise _bad(scales, f"{scales.shape[0]} groups, but {inputs} inputs in groups of {group} make {_group_count(inputs, group)}")
-    fmt = str((scheme.get("checkpoint_format") or scheme.get("format")) if scheme else "gptq") or "gptq"
+    fmt = str((scheme.get("checkpoint_format") or scheme.get("format") if scheme else None) or "gptq")
     unreadable = None
     if bits == 3:
         unreadable = "3-bit GPTQ packing"

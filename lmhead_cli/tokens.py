@@ -10,8 +10,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import TokenizerError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
@@ -58,7 +62,7 @@ class Vocabulary:
 
     source: str
     size: int  # ids 0 .. size-1 are the tokenizer's (added tokens included)
-    _tokenizer: object = None
+    _tokenizer: Tokenizer | None = None
     _tokens: list[str] | None = None
 
     def is_padding(self, token_id: int) -> bool:
@@ -70,6 +74,8 @@ class Vocabulary:
             return None
         if self._tokens is not None:
             return self._tokens[token_id]
+        if self._tokenizer is None:
+            return None
         raw = self._tokenizer.id_to_token(token_id)
         if raw is None:
             return None

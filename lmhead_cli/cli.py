@@ -88,7 +88,14 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         return load_vocabulary(tokenizer)
     if ckpt.tokenizer_path is not None:
         return load_vocabulary(ckpt.tokenizer_path)
-    if ckpt.tokens is not None:  # a GGUF carries its vocabulary
+    if ckpt.format == "gguf":  # a GGUF carries its tokenizer
+        from .formats.gguf import GGUFFile
+        from .gguf_tokenizer import gguf_vocabulary
+
+        reader = ckpt.readers.get(ckpt.path)
+        if isinstance(reader, GGUFFile):
+            return gguf_vocabulary(reader)
+    if ckpt.tokens is not None:
         return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
     return None
 
@@ -248,11 +255,13 @@ def topk(
     chosen = select_positions(positions, states.positions)
     inputs = None
     target_ids = None
+    text_note = None
     if text is not None:
         if vocab is None:
             raise TokenizerError(checkpoint.path, "--text needs a tokenizer.json", hint="pass --tokenizer PATH")
         inputs = vocab.encode(text)
         target_ids = targets_from_text(inputs, states.positions)
+        text_note = vocab.note
     elif targets is not None:
         target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
     limit = None
@@ -278,10 +287,12 @@ def topk(
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
     meta["warnings"] = head_warnings(anatomy)
+    if inputs is not None and text_note is not None:
+        meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note)
     view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)

@@ -268,7 +268,7 @@ def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
             note = f"tied: uses {anatomy.embedding}"
     layers = None
     if name == "blocks":
-        layers = len({re.search(BLOCK_PATTERN, i.name).group(1) for i in infos})
+        layers = len({m.group(1) for i in infos if (m := re.search(BLOCK_PATTERN, i.name))})  # blocks matched the pattern
     return Group(
         name=name,
         params=params,

@@ -101,6 +101,10 @@ HEADER, DATA = st_split(BLOB)
 EMB = "model.embed_tokens.weight"
 
 
+# The safetensors library's parser words these refusals (and may reword them in any release):
+# tests check lmhead's part, a one-line "not a valid safetensors file: <reason>", not the library's reason.
+PARSER_REFUSED = r"not a valid safetensors file: \S"
+
 SAFETENSORS_CASES: dict[str, tuple[bytes, str]] = {
     "empty file": (b"", r"file is empty$"),
     "shorter than 8 bytes": (b"\x01\x02\x03", r"file is 3 bytes, shorter than the 8-byte header length"),
@@ -112,35 +116,35 @@ SAFETENSORS_CASES: dict[str, tuple[bytes, str]] = {
         st_bytes(HEADER, DATA, length=2**62),
         r"header length 4,611,686,018,427,387,904 exceeds the 100,000,000-byte limit",
     ),
-    "header is not JSON": (st_bytes("{not json", b""), r"not a valid safetensors file: invalid JSON in header"),
-    "header is a JSON list": (st_bytes([1, 2], b""), r"invalid JSON in header: invalid type: sequence"),
-    "header entry without a shape": (st_bytes({EMB: {"dtype": "F32", "data_offsets": [0, 4]}}, b"\0" * 4), r"missing field `shape`"),
+    "header is not JSON": (st_bytes("{not json", b""), PARSER_REFUSED),
+    "header is a JSON list": (st_bytes([1, 2], b""), PARSER_REFUSED),
+    "header entry without a shape": (st_bytes({EMB: {"dtype": "F32", "data_offsets": [0, 4]}}, b"\0" * 4), PARSER_REFUSED),
     "offsets are strings": (
         st_bytes({EMB: {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}, b"\0" * 4),
-        r'invalid type: string "0"',
+        PARSER_REFUSED,
     ),
-    "negative dimension": (st_bytes({EMB: st_entry("F32", [-1], 0, 0)}), r"invalid value: integer `-1`"),
+    "negative dimension": (st_bytes({EMB: st_entry("F32", [-1], 0, 0)}), PARSER_REFUSED),
     "offsets outside the file": (
         st_bytes({EMB: st_entry("F32", [2, 2], 0, 16)}, b"\0" * 8),
         r"tensor data runs to byte \d+, but the file has \d+ bytes",
     ),
     "overlapping ranges": (
         st_bytes({"a": st_entry("F32", [2], 0, 8), "b": st_entry("F32", [2], 4, 12)}, b"\0" * 12),
-        r"invalid offset for tensor `b`",
+        PARSER_REFUSED,
     ),
     "out-of-order ranges with a gap": (
         st_bytes({"b": st_entry("F32", [2], 16, 24), "a": st_entry("F32", [2], 0, 8)}, b"\0" * 24),
-        r"invalid offset for tensor `b`",
+        PARSER_REFUSED,
     ),
-    "byte length is not shape x dtype": (st_bytes({EMB: st_entry("F32", [3], 0, 8)}, b"\0" * 8), r"invalid shape, data type, or offset"),
-    "unknown dtype": (st_bytes({EMB: st_entry("F128", [2], 0, 8)}, b"\0" * 8), r"unknown variant `F128`"),
+    "byte length is not shape x dtype": (st_bytes({EMB: st_entry("F32", [3], 0, 8)}, b"\0" * 8), PARSER_REFUSED),
+    "unknown dtype": (st_bytes({EMB: st_entry("F128", [2], 0, 8)}, b"\0" * 8), PARSER_REFUSED),
     "truncated data": (BLOB[:-10], rf"tensor data runs to byte {len(BLOB):,}, but the file has {len(BLOB) - 10:,} bytes \(truncated\?\)"),
     "bytes after the data": (BLOB + b"\0" * 7, r"7 unexpected bytes after the last tensor's data"),
     "10^15-element tensor": (
         st_bytes({EMB: st_entry("F32", [10**15, 8], 0, 32 * 10**15)}, b"\0" * 64),
         r"tensor data runs to byte 32,000,000,000,000,\d{3}, but the file has \d+ bytes",
     ),
-    "shape overflows 64 bits": (st_bytes({EMB: st_entry("F32", [2**40, 2**40], 0, 0)}), r"overflow computing buffer size"),
+    "shape overflows 64 bits": (st_bytes({EMB: st_entry("F32", [2**40, 2**40], 0, 0)}), PARSER_REFUSED),
     "head matrix of 10^15 empty rows": (
         st_bytes({EMB: st_entry("F32", [10**15, 0], 0, 0), "lm_head.weight": st_entry("F32", [10**15, 0], 0, 0)}),
         r"has shape \[1000000000000000, 0\]; a head matrix cannot be empty",

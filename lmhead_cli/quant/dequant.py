@@ -23,7 +23,7 @@ FLOAT_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
 
 def read_rows(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the dense weight as float32, (C, in)."""
-    if qw.unreadable is not None or len(qw.shape) != 2:
+    if qw.unreadable is not None or len(qw.shape) != 2 or qw.method not in READERS:
         raise CheckpointError(qw.data.file, f"{qw.module} is {qw.method.value}-quantized; lmhead cannot dequantize it yet")
     if not 0 <= start <= stop <= qw.shape[0]:
         raise CheckpointError(qw.data.file, f"rows {start}:{stop} are outside {qw.name}'s {qw.shape[0]} rows")

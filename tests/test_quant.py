@@ -179,3 +179,14 @@ def test_a_dense_checkpoint_has_no_quantization():
     data = run_json("count", ROOT / "tests" / "fixtures" / "projected" / "opt_350m_like")
     assert data["quantization"] is None
     assert "quantization" not in [g["name"] for g in data["groups"]]
+
+
+def test_a_dense_parameter_named_like_quantization_metadata_is_still_a_parameter(tmp_path):
+    from builders import llama_config, llama_tensors, write_checkpoint
+
+    tensors = llama_tensors()
+    tensors["model.layers.0.mlp.input_scale"] = np.ones(16, np.float32)  # no quantization_config: a parameter like any other
+    folder = write_checkpoint(tmp_path / "m", tensors, llama_config())
+    data = run_json("count", folder)
+    assert data["quantization"] is None
+    assert data["total_params"] == sum(v.size for v in tensors.values())

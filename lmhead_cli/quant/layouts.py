@@ -96,7 +96,7 @@ def group(
     for name, info in tensors.items():
         if name in out.consumed:
             continue
-        if name.endswith(LOOSE_METADATA):
+        if name.endswith(LOOSE_METADATA) and (scheme is not None or out.weights):  # a dense model may have such a parameter
             out.metadata.append(info)
             out.consumed.add(name)
         elif scheme is not None and info.dtype in FP8_DTYPES and len(info.shape) == 2:

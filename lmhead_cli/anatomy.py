@@ -221,6 +221,7 @@ def _pick(
     if table:
         # The architecture is known but its names are absent: the head is simply not stored.
         if role == "head":
+            _no_unread_head(ckpt, table)
             explain[role] = f"not stored (looked for {', '.join(table)})"
             return None
     for pattern in patterns:
@@ -231,6 +232,18 @@ def _pick(
             return name
     explain[role] = "not found"
     return None
+
+
+def _no_unread_head(ckpt: Checkpoint, table: tuple[str, ...]) -> None:
+    """A head module with stored tensors lmhead did not recognise is not "no head": refuse, never fall back."""
+    for name in table:
+        module = name.rsplit(".", 1)[0] + "."
+        stored = sorted(n for n in ckpt.on_disk if n.startswith(module) and n not in ckpt.tensors)
+        stored = stored or sorted(n for n in ckpt.tensors if n.startswith(module) and n != name and not n.endswith(".bias"))
+        if stored:
+            raise AnatomyError(
+                ckpt.path, f"{module[:-1]} stores {', '.join(stored[:3])} but no {name} lmhead can read; it will not guess another head"
+            )
 
 
 def _head_candidates(names: dict, shape: tuple[int, int], taken: set) -> tuple[str, ...]:

@@ -18,16 +18,14 @@ from .conventions import (
     CONVENTIONS,
     EMBEDDING_PATTERNS,
     EPS_KEYS,
-    GGUF_LOGIT_SCALE,
-    GGUF_NORM_KEYS,
     HEAD_PATTERNS,
     LAYERNORM,
     NORM_PATTERNS,
     RMSNORM,
     Convention,
-    gguf_convention,
 )
 from .errors import AnatomyError
+from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
 from .wrapped import language_config, relocate, wrapped_tying
 
 __all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "locate_head"]
@@ -129,13 +127,15 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     bias = _head_bias(ckpt, conv, head_name, explain)
     aliased = _shares_storage(ckpt, emb, head_name)
     tie_problems: tuple[str, ...] = ()
-    if gguf:
-        config_tied, tie_source, config_tie = _gguf_tying(None if aliased else head_name, emb, explain)
+    forced = False
+    if gguf:  # llama.cpp's rule for the architecture (gguf_conventions)
+        rule = gguf_tying(arch, None if aliased else head_name, emb)
+        config_tied, tie_source, config_tie, forced, tie_problems = rule.config_tied, rule.source, None, rule.forced, rule.problems
     elif nested:
         config_tied, tie_source, config_tie, tie_problems = wrapped_tying(config, lm)
     else:
         config_tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name)
-    tied, tie_source = _loaded_tying(config_tied, tie_source, head_name, emb, aliased)
+    tied, tie_source = (True, tie_source) if forced else _loaded_tying(config_tied, tie_source, head_name, emb, aliased)
     explain["tied"] = tie_source
     rescale = _rescale(settings, conv, bool(config_tied))
     matrix = emb if (tied or head_name is None) else head_name
@@ -155,8 +155,12 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     except AnatomyError as exc:  # a bad setting: name the file it came from
         raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
     if gguf:
-        _gguf_explain(arch, config, norm, explain)
-    problems = _gguf_size_problems(config, arch, vocab, hidden, matrix) if gguf else _size_problems(settings, vocab, hidden, matrix)
+        explain.update(gguf_explain(arch, config, norm.kind if norm else None))
+    problems = (
+        _gguf_size_problems(config, arch, vocab, hidden, matrix) + gguf_metadata_problems(arch, config)
+        if gguf
+        else _size_problems(settings, vocab, hidden, matrix)
+    )
     transforms = _transforms(settings, conv, explain, where)
     if nested and lm.wrapper and not lm.wrapper.applies_text_transforms and transforms:
         for t in transforms:
@@ -392,26 +396,6 @@ def _transforms(
 def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
     arch = metadata.get("general.architecture")
     return arch if isinstance(arch, str) and arch else None
-
-
-def _gguf_tying(head: str | None, emb: str | None, explain: dict[str, str]) -> tuple[bool | None, str, None]:
-    """llama.cpp's loaders take output.weight when it is stored and fall back to the embedding when not."""
-    if head is None:
-        return None, f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head", None
-    return False, f"GGUF stores {head}: llama.cpp uses it as the head", None
-
-
-def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | None, explain: dict[str, str]) -> None:
-    """Say why the norm has its kind, and which metadata lmhead saw but does not apply."""
-    if norm is not None and arch is not None:
-        present = [f"{arch}.{suffix}" for suffix, _ in GGUF_NORM_KEYS if f"{arch}.{suffix}" in metadata]
-        why = f"{present[0]} present" if present else "no eps key in the metadata; llama.cpp's usual RMSNorm assumed"
-        if arch.startswith("gemma"):
-            why += "; convert_hf_to_gguf.py stored Gemma's 1 + w, so the weight multiplies as is"
-        explain["norm_kind"] = f"{norm.kind}: {why}"
-    key = f"{arch}.logit_scale"
-    if arch is not None and arch not in GGUF_LOGIT_SCALE and key in metadata:
-        explain["transform:logit_scale"] = f"{key}={metadata[key]} not applied: lmhead does not know how llama.cpp's {arch} graph uses it"
 
 
 def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:

@@ -72,7 +72,8 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -
         comparison = compare_transposed(ckpt, emb, head, full=full)
     identical = True if aliased else (None if comparison is None else comparison.identical)
     config_present = ckpt.config is not None or ckpt.format is Format.GGUF  # a GGUF's metadata is its config
-    tied = anatomy.config_tied is not False and (head is None or aliased or (bool(identical) and relation == "same"))
+    forced = anatomy.tied and head is not None  # a stored head the loader never reads (llama.cpp's always-tied graphs)
+    tied = forced or (anatomy.config_tied is not False and (head is None or aliased or (bool(identical) and relation == "same")))
     problems, notes = _findings(anatomy, config_present, emb, head, relation, identical, ckpt)
     return TyingReport(
         tied=tied,

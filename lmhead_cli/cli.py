@@ -17,16 +17,17 @@ from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden
-from .predict import predict, select_positions, targets_from_ids, targets_from_text
+from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 from .tying import diagnose_tying
 
-EXIT_PROBLEMS = 1
-EXIT_INPUT = 2
+EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
+EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
+EXIT_INTERNAL = 3  # lmhead itself failed: out of memory, or a bug
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``LmheadError`` -> one line on stderr and exit 2; a traceback only with --debug."""
+    """``LmheadError`` -> one line on stderr and exit 2; anything else exit 3; a traceback only with --debug."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,12 +47,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             render.error(LmheadError(None, "out of memory", hint="lower --chunk-rows or select fewer --positions"))
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
         except Exception as exc:
             if debug:
                 raise
             render.internal_error(exc)
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -130,7 +131,8 @@ def count(
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
-    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
+    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one
+    (unless a stored head may be a copy of the embedding: then it compares them).
 
     \b
     Example:
@@ -169,7 +171,7 @@ def check_tying(
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
 
-    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input.
+    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input, 3 internal error.
 
     \b
     Example:
@@ -265,6 +267,8 @@ def topk(
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
+    if target_ids is not None:
+        check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
     with render.progress_bar(
         "projecting", enabled=not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
     ) as progress:
@@ -313,7 +317,7 @@ def doctor(
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
 
-    Exit status: 0 healthy, 1 problems found, 2 bad input.
+    Exit status: 0 healthy, 1 problems found, 2 bad input, 3 internal error.
 
     \b
     Example:

@@ -36,6 +36,7 @@ from enum import Enum
 from typing import Any
 
 from .conventions import LAYERNORM, RMSNORM, Convention, Transform
+from .problems import Problem, ProblemKind
 
 __all__ = ["GGUF", "GGUF_ARCHS", "GGUFArch", "HeadRule", "gguf_convention"]
 
@@ -201,7 +202,7 @@ class GGUFTying:
     config_tied: bool | None  # what the file directs: False when a head that llama.cpp reads is stored
     source: str
     forced: bool  # llama.cpp multiplies by token_embd.weight whatever is stored
-    problems: tuple[str, ...]  # the file will not load in llama.cpp
+    problems: tuple[Problem, ...]  # the file will not load in llama.cpp
 
 
 def gguf_tying(arch: str | None, head: str | None, emb: str | None) -> GGUFTying:
@@ -218,18 +219,20 @@ def gguf_tying(arch: str | None, head: str | None, emb: str | None) -> GGUFTying
             return GGUFTying(
                 None, f"GGUF stores no output.weight: llama.cpp's {arch} graph always uses {embedding} as the head ({cite})", True, ()
             )
-        problem = (
+        problem = Problem(
+            ProblemKind.GGUF_HEAD_NEVER_READ,
             f"{head} is stored, but llama.cpp's {arch} graph never reads it and always uses {embedding} as the head ({cite}); "
-            "llama.cpp refuses to load a file with tensors it does not use (wrong number of tensors)"
+            "llama.cpp refuses to load a file with tensors it does not use (wrong number of tensors)",
         )
         return GGUFTying(
             None, f"GGUF stores {head}, but llama.cpp's {arch} graph always uses {embedding} as the head ({cite})", True, (problem,)
         )
     if head is None:
         if rules.head is HeadRule.REQUIRED:
-            problem = (
+            problem = Problem(
+                ProblemKind.GGUF_HEAD_MISSING,
                 f"llama.cpp's {arch} graph requires output.weight ({cite}), which this file does not store: "
-                f"it will not load in llama.cpp (shown with {embedding} as the head)"
+                f"it will not load in llama.cpp (shown with {embedding} as the head)",
             )
             return GGUFTying(None, f"GGUF stores no output.weight, which llama.cpp's {arch} requires ({cite})", False, (problem,))
         return GGUFTying(None, f"GGUF stores no output.weight: llama.cpp's {arch} graph reuses {embedding} as the head ({cite})", False, ())
@@ -263,7 +266,7 @@ def gguf_explain(arch: str | None, metadata: dict[str, Any] | None, norm_kind: s
     return explain
 
 
-def gguf_metadata_problems(arch: str | None, metadata: dict[str, Any] | None) -> tuple[str, ...]:
+def gguf_metadata_problems(arch: str | None, metadata: dict[str, Any] | None) -> tuple[Problem, ...]:
     """Keys llama.cpp requires for this architecture's final norm that the file lacks."""
     rules = GGUF_ARCHS.get(arch or "")
     if rules is None or metadata is None:
@@ -273,4 +276,5 @@ def gguf_metadata_problems(arch: str | None, metadata: dict[str, Any] | None) ->
         return ()
     other = f"{arch}.{EPS_SUFFIX[LAYERNORM if rules.norm == RMSNORM else RMSNORM]}"
     found = f"; it has {other}, the other norm's key" if other in metadata else ""
-    return (f"GGUF metadata lacks {key}, which llama.cpp's {arch} graph reads for its {rules.norm} ({rules.cite('norm')}){found}",)
+    message = f"GGUF metadata lacks {key}, which llama.cpp's {arch} graph reads for its {rules.norm} ({rules.cite('norm')}){found}"
+    return (Problem(ProblemKind.GGUF_KEY_MISSING, message),)

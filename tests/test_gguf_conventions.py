@@ -78,7 +78,7 @@ def test_always_tied_architectures_ignore_a_stored_output_weight(arch, tmp_path)
     with open_checkpoint(path) as ckpt:
         anatomy = locate_head(ckpt)
     assert anatomy.tied and anatomy.head_matrix == "token_embd.weight"
-    assert f"src/models/{rules.file}:{rules.head_line}" in anatomy.tie_source
+    assert f"src/models/{rules.file}:{rules.head_line}" in anatomy.tie_reason
     softcap = 30.0 if arch == "gemma2" else None  # gemma2's graph caps at 30 without the key
     norm = "rms" if rules.norm == "rmsnorm" else "layer"
     np.testing.assert_allclose(lmhead_logits(path, tmp_path), expected(EMB, norm, softcap), rtol=1e-5, atol=1e-5)

@@ -16,7 +16,7 @@ from ..tokens import Vocabulary
 
 def head_warnings(anatomy: HeadAnatomy) -> list[str]:
     """What a person must know before trusting these predictions."""
-    if anatomy.config_tied is False and anatomy.head is None:
+    if anatomy.tie.config_directs is False and anatomy.head is None:
         return [
             f"no head is stored and the config says untied: the loaded model would have a random head; "
             f"showing {anatomy.head_matrix} as the head"

@@ -351,6 +351,36 @@ def test_a_type_gguf_cannot_dequantize_is_counted_but_not_read(tmp_path):
     assert "cannot dequantize Q8_K" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("qtype", ["Q8_K", "Q8_1", "Q1_0"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_every_command_that_reads_values_says_which_type_it_cannot_dequantize(qtype, tied, tmp_path):
+    """Types with a block layout but no gguf.quants dequantizer: one error line, exit 2, for each reading command."""
+    q = gguf.GGMLQuantizationType[qtype]
+    block, size = gguf.GGML_QUANT_SIZES[q]
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_layer_norm_rms_eps(1e-5)
+    raw = np.zeros((4, 256 // block * size), np.uint8)
+    if tied:
+        writer.add_tensor("token_embd.weight", raw, raw_dtype=q)
+    else:
+        writer.add_tensor("token_embd.weight", np.ones((4, 256), np.float32))
+        writer.add_tensor("output.weight", raw, raw_dtype=q)
+    writer.add_tensor("output_norm.weight", np.ones(256, np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    assert run_json("count", path)["head_bytes"] == raw.nbytes  # counting needs no values
+    np.save(tmp_path / "h.npy", np.ones((2, 256), np.float32))
+    commands = [("topk", path, tmp_path / "h.npy"), ("topk", path, tmp_path / "h.npy", "--targets", "1,2")]
+    if not tied:
+        commands += [("check-tying", path, "--full"), ("doctor", path, "--full")]
+    for args in commands:
+        result = run(*args, ok=False)
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+        assert line.startswith(f"error: {path}: ") and f"cannot dequantize {qtype}" in line, args
+        assert "Traceback" not in result.output
+
+
 def test_the_library_raises_checkpoint_errors_for_unreadable_values(tmp_path):
     writer = gguf.GGUFWriter(str(tmp_path / "ints.gguf"), "llama")
     writer.add_tensor("token_embd.weight", np.ones((4, 8), np.int32))

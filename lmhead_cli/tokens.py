@@ -11,9 +11,12 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TokenizerError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
@@ -60,7 +63,7 @@ class Vocabulary:
 
     source: str
     size: int  # ids 0 .. size-1 are the tokenizer's (added tokens included)
-    _tokenizer: Any = None
+    _tokenizer: Tokenizer | None = None
     _tokens: list[str] | None = None
     _show: Callable[[str], str] | None = None  # a stored token as text, applied per id on demand (150k tokens: seconds)
     _build: Callable[[], Any] | None = None  # builds the encoder on first use (a GGUF's tokenizer metadata)
@@ -77,6 +80,8 @@ class Vocabulary:
         if self._tokens is not None:
             raw_token = self._tokens[token_id]
             return self._show(raw_token) if self._show else raw_token
+        if self._tokenizer is None:
+            return None
         raw = self._tokenizer.id_to_token(token_id)
         if raw is None:
             return None

@@ -111,7 +111,10 @@ def _bnb_4bit(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:
     block = qw.layout["blocksize"]
     b0, b1 = begin // block, -(-end // block)
     absmax = _absmax(qw, b0, b1)  # (blocks,)
-    values = code[nibbles] * absmax[np.arange(begin, end) // block - b0]
+    if begin % block == 0 and (end - begin) % block == 0:  # whole blocks: one scale per row of a (blocks, block) view
+        values = (code[nibbles].reshape(-1, block) * absmax[:, None]).reshape(-1)
+    else:
+        values = code[nibbles] * absmax[np.arange(begin, end) // block - b0]
     return round_to(values, qw.layout.get("dtype")).reshape(stop - start, inputs)
 
 

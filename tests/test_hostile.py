@@ -32,6 +32,7 @@ from lmhead_cli.cli import cli
 
 from hostile import (
     PNG_1X1,
+    QUANT_LAYOUTS,
     SHARDS,
     D,
     V,
@@ -42,6 +43,7 @@ from hostile import (
     npy_bytes,
     npy_object_array,
     pickle_payload,
+    quantized_checkpoint,
     sharded_checkpoint,
     st_bytes,
     st_entry,
@@ -98,6 +100,10 @@ BLOB = valid_safetensors()
 HEADER, DATA = st_split(BLOB)
 EMB = "model.embed_tokens.weight"
 
+
+# The safetensors library's parser words these refusals (and may reword them in any release):
+# tests check lmhead's part, a one-line "not a valid safetensors file: <reason>", not the library's reason.
+PARSER_REFUSED = r"not a valid safetensors file: \S"
 
 SAFETENSORS_CASES: dict[str, tuple[bytes, str]] = {
     "empty file": (b"", r"file is empty$"),
@@ -667,3 +673,101 @@ def test_control_characters_in_tensor_names_never_reach_the_terminal(tmp_path):
     for command in (["count"], ["check-tying"], ["doctor"]):
         result = CliRunner().invoke(cli, [*command, str(tmp_path / "m.safetensors")])
         assert "\x1b" not in result.stdout, command
+
+
+# ---------------------------------------------------------------- quantized modules: broken packs, shapes, missing parts
+
+
+def _i32(shape: tuple[int, ...], dtype: str = "I32") -> tuple[str, list[int], bytes]:
+    return dtype, list(shape), bytes(4 * int(np.prod(shape)))
+
+
+@pytest.mark.parametrize("layout", QUANT_LAYOUTS)
+def test_valid_quantized_heads_are_counted_and_read(tmp_path, layout):
+    folder = quantized_checkpoint(tmp_path / "m", layout)
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert data["head_params"] == V * D and data["quantization"]["head_quantized"] is (layout != "mxfp4")
+    result = invoke("topk", folder, hidden_file(tmp_path), "-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+
+
+QUANT_BREAKAGE = [
+    ("gptq", {"drop": ("lm_head.scales",)}, r"lm_head is GPTQ-quantized but lm_head\.scales is missing"),
+    ("gptq", {"drop": ("lm_head.qzeros",)}, r"lm_head\.qzeros is missing"),
+    ("gptq", {"change": {"lm_head.qweight": _i32((1, 16))}}, r"lm_head\.scales: shape \[1, 32\] does not match lm_head\.qweight's 16"),
+    ("gptq", {"change": {"lm_head.g_idx": _i32((5,))}}, r"lm_head\.g_idx: 5 entries do not match"),
+    ("awq", {"drop": ("lm_head.scales",)}, r"lm_head is AWQ-quantized but lm_head\.scales is missing"),
+    ("awq", {"change": {"lm_head.qweight": _i32((D, 2))}}, r"stores 2-bit values, but the quantization config says 4 bits"),
+    ("bnb_nf4", {"drop": ("lm_head.weight.absmax",)}, r"lm_head\.weight\.absmax is missing"),
+    ("bnb_nf4", {"change": {"lm_head.weight": ("U8", [64, 1], bytes(64))}}, r"64 bytes hold 128 4-bit values, but quant_state's shape"),
+    ("bnb_nf4", {"change": {"lm_head.weight.quant_state.bitsandbytes__nf4": ("U8", [3], b"{no")}}, r"quant_state is not JSON text"),
+    ("bnb_nf4", {"drop": ("lm_head.weight",)}, r"lm_head\.weight is missing"),
+    ("bnb_int8", {"change": {"lm_head.SCB": ("F32", [16], bytes(64))}}, r"16 row scales for 32 rows"),
+    ("bnb_int8", {"drop": ("lm_head.weight",)}, r"lm_head\.weight is missing"),
+    ("fp8_block", {"drop": ("lm_head.weight_scale_inv",)}, r"lm_head\.weight is stored as F8_E4M3 without its scale"),
+    ("fp8_block", {"change": {"lm_head.weight_scale_inv": ("F32", [2, 1], bytes(8))}}, r"needs \[1, 1\]"),
+    ("ct_int4", {"change": {"lm_head.weight_shape": ("I64", [2], np.array([V, 16], np.int64).tobytes())}}, r"does not pack weight_shape"),
+    ("ct_int4", {"change": {"lm_head.weight_packed": _i32((16, 1))}}, r"does not pack weight_shape \[32, 8\]"),
+    ("ct_int4", {"drop": ("lm_head.weight_scale",)}, r"lm_head\.weight_scale is missing"),
+    ("ct_int4", {"drop": ("lm_head.weight_shape",)}, r"lm_head\.weight_shape is missing"),
+    ("ct_fp8", {"drop": ("lm_head.weight_scale",)}, r"stored as F8_E4M3 without its scale"),
+    ("ct_fp8", {"change": {"lm_head.weight_scale": ("F32", [16, 1], bytes(64))}}, r"lm_head\.weight_scale: shape \[16, 1\]"),
+    ("torchao", {"drop": ("lm_head._weight_scale",)}, r"lm_head\._weight_scale is missing"),
+    ("torchao", {"change": {"lm_head._weight_scale": ("F32", [5, 1], bytes(20))}}, r"does not tile \[32, 8\]"),
+    ("mxfp4", {"drop": ("model.layers.0.mlp.experts.down_proj_scales",)}, r"down_proj_scales is missing"),
+    (
+        "mxfp4",
+        {"change": {"model.layers.0.mlp.experts.down_proj_scales": ("U8", [2, D, 2], bytes(2 * D * 2))}},
+        r"does not match blocks",
+    ),
+]
+
+
+@pytest.mark.parametrize("layout, spoil, match", QUANT_BREAKAGE, ids=[f"{c[0]}-{c[2][:24]}" for c in QUANT_BREAKAGE])
+def test_broken_quantized_modules_are_refused(tmp_path, layout, spoil, match):
+    folder = quantized_checkpoint(tmp_path / "m", layout, **spoil)
+    hidden = hidden_file(tmp_path)
+    for args in every_command(folder, hidden):
+        assert_input_error(invoke(*args), folder / "model.safetensors", match)
+
+
+def test_an_unreadable_quantized_head_is_refused_never_replaced(tmp_path):
+    folder = quantized_checkpoint(tmp_path / "m", "gptq", config={"checkpoint_format": "marlin"})
+    assert invoke("count", folder).exit_code == 0  # counting needs no values
+    reason = r"^lm_head is GPTQ-quantized; lmhead cannot dequantize it yet$"
+    for args in (["topk", folder, hidden_file(tmp_path)], ["check-tying", folder], ["doctor", folder]):
+        line = assert_input_error(invoke(*args), folder, ".")
+        assert re.search(reason, line.split(": ", 2)[2]), line
+
+
+def test_unrecognised_head_tensors_are_never_a_random_head(tmp_path):
+    from hostile import quantized_head, st_raw
+
+    tensors, _ = quantized_head("torchao")
+    tensors["lm_head.weight:qdata"] = tensors.pop("lm_head._weight_qdata")  # an older torchao naming lmhead does not group
+    folder = checkpoint_dir(tmp_path / "m", st_raw(tensors), config_json())
+    result = invoke("topk", folder, hidden_file(tmp_path))
+    assert_input_error(result, folder / "model.safetensors", r"lm_head\.\S+ looks like part of a quantized module")
+
+
+def test_nvfp4_head_is_counted_and_refused(tmp_path):
+    from hostile import _entry, quantized_head, st_raw
+
+    tensors, _ = quantized_head("ct_int4")
+    tensors["lm_head.weight_packed"] = _entry(np.zeros((V, D // 2), np.uint8))
+    tensors["lm_head.weight_scale"] = ("F8_E4M3", [V, 1], bytes(V))
+    tensors["lm_head.weight_global_scale"] = _entry(np.ones(1, np.float32))
+    qc = {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized"}
+    folder = checkpoint_dir(tmp_path / "m", st_raw(tensors), json.dumps({**json.loads(config_json()), "quantization_config": qc}))
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert data["head_params"] == V * D and data["quantization"]["head_layout"] == "compressed-tensors FP4"
+    line = assert_input_error(invoke("topk", folder, hidden_file(tmp_path)), folder, ".")
+    assert line.endswith("lm_head is compressed-tensors FP4-quantized; lmhead cannot dequantize it yet"), line
+
+
+def test_an_unknown_method_is_said_to_be_counted_as_stored(tmp_path):
+    config = json.dumps({**json.loads(config_json()), "quantization_config": {"quant_method": "hqq"}})
+    folder = checkpoint_dir(tmp_path / "m", valid_safetensors(), config)
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert "does not know how hqq stores weights" in data["quantization"]["note"]
+    assert "note: lmhead does not know how hqq" in invoke("count", folder).stdout

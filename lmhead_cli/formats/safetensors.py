@@ -55,6 +55,7 @@ NUMPY_DTYPES: dict[str, np.dtype | None] = {
 
 CONVERT_BLOCK_BYTES = 4 * 2**20  # stored bytes read (into one reused buffer) per block before widening
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap (the format's specification)
+MAX_TENSORS = 200_000  # per file; real checkpoints hold hundreds to a few thousand per shard
 
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}
 
@@ -79,6 +80,9 @@ def read_header(fd: int, path: Path) -> tuple[dict[str, str], list[TensorInfo]]:
     if 8 + length > size:
         raise CheckpointError(path, f"header length {length:,} runs past the end of the {size:,}-byte file (truncated?)")
     raw = _pread(fd, length, 8, path)
+    claimed = raw.count(b'"data_offsets"')  # counted before parsing: a 100 MB header of a million entries is refused in ms
+    if claimed > MAX_TENSORS:
+        raise _bad(path, f"header lists about {claimed:,} tensors; lmhead reads files of up to {MAX_TENSORS:,} tensors")
     try:
         header = json.loads(raw)
     except RecursionError:

@@ -351,7 +351,8 @@ def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     from .quant import group, recognise
 
     quantize_config_path = directory / "quantize_config.json"
-    quantize_config = _read_json(quantize_config_path, "quantize_config") if quantize_config_path.is_file() else None
+    present = os.path.lexists(quantize_config_path)  # a pipe or folder there is an error, not an absent file
+    quantize_config = _read_json(quantize_config_path, "quantize_config") if present else None
     metadata: dict[str, str] = {}
     for reader in ckpt.readers.values():
         metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})

@@ -462,9 +462,8 @@ TRUNCATING = textwrap.dedent(
     def shrinking(read):
         def wrapped(self, *a, **k):
             calls[0] += 1
-            if calls[0] == 2:  # after the first chunk: another process truncates the file after its header
-                with open(target, "rb") as f:
-                    os.truncate(target, 8 + int.from_bytes(f.read(8), "little") + 16)
+            if calls[0] == 2:  # after the first chunk: another process truncates the file to its header
+                os.truncate(target, min(t.offset for t in self.tensors.values() if t.offset is not None) + 16)
             return read(self, *a, **k)
         return wrapped
 
@@ -490,6 +489,16 @@ def test_a_file_that_shrinks_while_read_is_an_error_not_a_sigbus(tmp_path, comma
     proc = subprocess.run([sys.executable, "-c", script, str(weights), *map(str, args)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)  # SIGBUS would be -7 (135 from a shell)
     assert proc.stderr.splitlines()[0] == f"error: {weights}: file changed while being read", proc.stderr
+
+
+def test_a_gguf_that_shrinks_while_read_is_the_same_error(tmp_path):
+    gguf = write(tmp_path / "model.gguf", gguf_bytes(vocab=1024, hidden=64))
+    h = write(tmp_path / "h.npy", npy_array(np.ones((3, 64), np.float32)))
+    script = TRUNCATING.format(root=str(ROOT))
+    args = ["topk", gguf, h, "--chunk-rows", "64"]
+    proc = subprocess.run([sys.executable, "-c", script, str(gguf), *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.splitlines()[0] == f"error: {gguf}: file changed while being read", proc.stderr
 
 
 # ---------------------------------------------------------------- 5. header-only means header-only

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .formats.base import TensorInfo
+from .hub import cached_repo_id, snapshot_blobs
 
 __all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
 
@@ -208,11 +209,11 @@ def _open_directory(directory: Path) -> Checkpoint:
     if len(indexes) > 1:
         names = ", ".join(p.name for p in indexes)
         raise CheckpointError(directory, f"several index files ({names}); name the one to use")
-    raise CheckpointError(
-        directory,
-        "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",
-        hint="point lmhead at the folder that holds the model's weight files",
-    )
+    repo_id = cached_repo_id(directory)
+    hint = "point lmhead at the folder that holds the model's weight files"
+    if repo_id is not None:
+        hint = f"this cached snapshot holds no weight files; fetch them with: huggingface-cli download {repo_id} --include '*.safetensors'"
+    raise CheckpointError(directory, "no weights found (no model.safetensors, *.safetensors, index or .gguf file)", hint=hint)
 
 
 def _open_index(index_path: Path, directory: Path, shown: Path | None = None) -> Checkpoint:
@@ -227,12 +228,10 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     for name in shard_names:
         if "\0" in name:
             raise CheckpointError(index_path, f"shard name {name!r} is not a valid file name")
-        shard = (directory / name).resolve()
-        if directory.resolve() not in shard.parents:
-            raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+        shard = _shard_inside(directory, name, index_path)
         if not shard.is_file():
-            raise CheckpointError(index_path, f"names shard {name!r}, which is missing")
-        shards.append(directory / name)
+            raise CheckpointError(index_path, f"names shard {name!r}, which is missing", hint=_missing_hint(directory, [name]))
+        shards.append(shard)
     ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path)
     metadata = index.get("metadata")
     ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
@@ -244,6 +243,33 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     if unlisted:
         ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")
     return ckpt
+
+
+def _shard_inside(directory: Path, name: str, index_path: Path) -> Path:
+    """``directory / name``, refused unless it stays in the folder. In a Hugging Face cache
+    snapshot, files are symlinks into the repo's own ``blobs/``: those are inside too."""
+    shard = directory / name
+    if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":
+        raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+    try:
+        real = shard.resolve()
+        roots = [directory.resolve()]
+        blobs = snapshot_blobs(directory)
+        if blobs is not None:
+            roots.append(blobs.resolve())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise CheckpointError(index_path, f"shard {name!r} cannot be resolved: {exc}") from exc
+    if not any(root in real.parents for root in roots):
+        raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+    return shard
+
+
+def _missing_hint(directory: Path, names: list[str]) -> str | None:
+    """How to fetch files a partial Hugging Face cache snapshot lacks."""
+    repo_id = cached_repo_id(directory)
+    if repo_id is None:
+        return None
+    return f"the cached snapshot is partial; fetch the file with: huggingface-cli download {repo_id} {' '.join(names)}"
 
 
 def _reader(file: Path) -> Reader:

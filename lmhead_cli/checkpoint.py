@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .errors import CheckpointError
 from .formats.base import TensorInfo
 from .hub import cached_repo_id, snapshot_blobs
+
+if TYPE_CHECKING:
+    from .formats.remote import HubFiles
 
 __all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
 
@@ -58,6 +61,7 @@ class Checkpoint:
     index_problems: list[str] = field(default_factory=list)  # index entries no shard backs
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
+    remote: HubFiles | None = field(default=None, repr=False)  # hf://: where rows come from, and the bytes fetched
 
     @property
     def files(self) -> list[Path]:
@@ -121,15 +125,25 @@ class Checkpoint:
         self.close()
 
 
-def open_checkpoint(path: str | Path, revision: str | None = None, strict: bool = True) -> Checkpoint:
+def open_checkpoint(path: str | Path, revision: str | None = None, strict: bool = True, remote: bool = False) -> Checkpoint:
     """Open ``path`` read-only and list its tensors from headers.
 
     ``path`` may also be a Hugging Face repo id (``org/name``) already in the
-    local cache; ``revision`` picks a branch, tag or commit there. A shard index
-    that names tensors its shards do not hold is an error, unless ``strict`` is
-    off (``doctor`` reports it among the problems instead).
+    local cache; ``revision`` picks a branch, tag or commit there. Only
+    ``hf://org/name[@revision]`` (or a repo id with ``remote``) reads from the
+    hub over the network. A shard index that names tensors its shards do not
+    hold is an error, unless ``strict`` is off (``doctor`` reports it among the
+    problems instead).
     """
-    ckpt = _open(Path(path), revision)
+    from .hub import parse_hf_url
+
+    target = parse_hf_url(str(path), revision, remote)
+    if target is not None:
+        from .remote import open_remote
+
+        ckpt = open_remote(target)
+    else:
+        ckpt = _open(Path(path), revision)
     if strict and ckpt.index_problems:
         ckpt.close()
         more = f" (and {len(ckpt.index_problems) - 1} more)" if len(ckpt.index_problems) > 1 else ""
@@ -216,7 +230,15 @@ def _open_directory(directory: Path) -> Checkpoint:
     raise CheckpointError(directory, "no weights found (no model.safetensors, *.safetensors, index or .gguf file)", hint=hint)
 
 
-def _open_index(index_path: Path, directory: Path, shown: Path | None = None) -> Checkpoint:
+def _open_index(
+    index_path: Path,
+    directory: Path,
+    shown: Path | None = None,
+    locate: Callable[[str], Path] | None = None,
+    opener: Callable[[Path], Reader] | None = None,
+) -> Checkpoint:
+    """A sharded checkpoint from its index; ``locate`` turns a shard name into the path to open
+    (default: the file in ``directory``, refused when missing or outside it)."""
     index = _read_json(index_path, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
@@ -228,11 +250,8 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     for name in shard_names:
         if "\0" in name:
             raise CheckpointError(index_path, f"shard name {name!r} is not a valid file name")
-        shard = _shard_inside(directory, name, index_path)
-        if not shard.is_file():
-            raise CheckpointError(index_path, f"names shard {name!r}, which is missing", hint=_missing_hint(directory, [name]))
-        shards.append(shard)
-    ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path)
+        shards.append(locate(name) if locate else _local_shard(directory, name, index_path))
+    ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path, opener=opener)
     metadata = index.get("metadata")
     ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
     for tensor, shard in sorted(weight_map.items()):
@@ -243,6 +262,13 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     if unlisted:
         ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")
     return ckpt
+
+
+def _local_shard(directory: Path, name: str, index_path: Path) -> Path:
+    shard = _shard_inside(directory, name, index_path)
+    if not shard.is_file():
+        raise CheckpointError(index_path, f"names shard {name!r}, which is missing", hint=_missing_hint(directory, [name]))
+    return shard
 
 
 def _shard_inside(directory: Path, name: str, index_path: Path) -> Path:
@@ -282,20 +308,24 @@ def _reader(file: Path) -> Reader:
     return TorchFile(file)
 
 
-def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
+def _assemble(
+    path: Path, files: list[Path], directory: Path, index_path: Path | None = None, opener: Callable[[Path], Reader] | None = None
+) -> Checkpoint:
     readers: dict[Path, Reader] = {}
     try:
-        return _assemble_readers(readers, path, files, directory, index_path)
+        return _assemble_readers(readers, path, files, directory, index_path, opener or _reader)
     except BaseException:
         for reader in readers.values():  # a later file (or the config) is bad: release the files already open
             reader.close()
         raise
 
 
-def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path], directory: Path, index_path: Path | None) -> Checkpoint:
+def _assemble_readers(
+    readers: dict[Path, Reader], path: Path, files: list[Path], directory: Path, index_path: Path | None, opener: Callable[[Path], Reader]
+) -> Checkpoint:
     tensors: dict[str, TensorInfo] = {}
     for file in files:
-        reader = _reader(file)
+        reader = opener(file)
         readers[file] = reader
         for info in reader.tensors:
             if info.name in tensors:

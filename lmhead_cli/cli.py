@@ -56,7 +56,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=Path))
+ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=str))  # str: hf://org/name stays as written
 
 
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,7 +64,10 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
         command
     )
     command = click.option(
-        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache."
+        "--remote", is_flag=True, help="CKPT is a repo id to read from the Hugging Face Hub over the network (same as hf://CKPT)."
+    )(command)
+    command = click.option(
+        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit (in the local cache, or on the hub)."
     )(command)
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
@@ -72,12 +75,17 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 json_option = click.option("--json", "json_", is_flag=True, help="One JSON object on stdout, for scripts.")
+fetch_values_option = click.option(
+    "--fetch-values",
+    is_flag=True,
+    help="With hf://: also read the embedding and head values to compare them (says how many bytes first).",
+)
 
 
 def _open(
-    ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None, strict: bool = True
+    ckpt_path: str, head: str | None, embedding: str | None, revision: str | None, remote: bool, strict: bool = True
 ) -> tuple[Checkpoint, HeadAnatomy]:
-    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict)
+    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict, remote=remote)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
     return ckpt, locate_head(ckpt, head=head, embedding=embedding)
 
@@ -100,8 +108,10 @@ def cli(debug: bool) -> None:
 
     \b
     CKPT is a Hugging Face model folder (safetensors or PyTorch, single or
-    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, or
-    a repo id (org/name) already in the local Hugging Face cache.
+    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, a
+    repo id (org/name) already in the local Hugging Face cache, or
+    hf://org/name[@revision] to read a safetensors repo from the hub without
+    downloading its weights (the only way lmhead touches the network).
 
     \b
     Examples:
@@ -119,7 +129,14 @@ def cli(debug: bool) -> None:
 @json_option
 @handle_errors
 def count(
-    ckpt: Path, head: str | None, embedding: str | None, revision: str | None, explain: bool, tokenizer: Path | None, json_: bool
+    ckpt: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    explain: bool,
+    tokenizer: Path | None,
+    json_: bool,
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
@@ -133,7 +150,7 @@ def count(
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote)
     vocab = _vocabulary(checkpoint, tokenizer)
     result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     if json_:
@@ -148,16 +165,19 @@ def count(
 @anatomy_options
 @click.option("--full", is_flag=True, help="Compare every row and report difference statistics.")
 @click.option("--expect", type=click.Choice(["tied", "untied"]), help="Exit 1 when the verdict differs (for release pipelines).")
+@fetch_values_option
 @json_option
 @handle_errors
 def check_tying(
-    ckpt: Path,
+    ckpt: str,
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     full: bool,
     expect: str | None,
+    fetch_values: bool,
     json_: bool,
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
@@ -172,8 +192,8 @@ def check_tying(
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
-    report = diagnose_tying(checkpoint, anatomy, full=full)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote)
+    report = diagnose_tying(checkpoint, anatomy, full=full, values=_values_wanted(checkpoint, anatomy, full, fetch_values))
     if json_:
         emit_json(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain))
     else:
@@ -203,7 +223,7 @@ def check_tying(
 @json_option
 @handle_errors
 def topk(
-    ckpt: Path,
+    ckpt: str,
     hidden: Path,
     k: int,
     key: str | None,
@@ -219,6 +239,7 @@ def topk(
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     json_: bool,
 ) -> None:
@@ -240,7 +261,7 @@ def topk(
         raise click.UsageError("give --targets or --text, not both")
     if last_normed and not layers:
         raise click.UsageError("--last-normed goes with --layers")
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     chosen = select_positions(positions, states.positions)
@@ -256,7 +277,9 @@ def topk(
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
-    with render.progress_bar("projecting", enabled=not json_ and anatomy.vocab_size * anatomy.hidden_size > 2**26) as progress:
+    fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
+    big = anatomy.vocab_size * anatomy.hidden_size > 2**26
+    with render.progress_bar("projecting", enabled=not json_ and (big or fetched is not None), fetched=fetched) as progress:
         result = predict(
             checkpoint,
             anatomy,
@@ -286,16 +309,19 @@ def topk(
 @anatomy_options
 @click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to audit the vocabulary against (default: beside CKPT).")
 @click.option("--full", is_flag=True, help="Compare embedding and head values in full (difference statistics).")
+@fetch_values_option
 @json_option
 @handle_errors
 def doctor(
-    ckpt: Path,
+    ckpt: str,
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     tokenizer: Path | None,
     full: bool,
+    fetch_values: bool,
     json_: bool,
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
@@ -311,8 +337,9 @@ def doctor(
     from .render import emit, emit_json
     from .render.doctor import doctor_json, doctor_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, strict=False)  # index gaps are problems to report
-    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full)
+    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote, strict=False)  # index gaps are problems to report
+    values = _values_wanted(checkpoint, anatomy, full, fetch_values)
+    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full, values=values)
     if json_:
         emit_json(doctor_json(checkpoint, report))
     else:
@@ -320,6 +347,21 @@ def doctor(
         _emit_explain(anatomy, explain)
     if not report.healthy:
         sys.exit(EXIT_PROBLEMS)
+
+
+def _values_wanted(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool, fetch_values: bool) -> bool:
+    """Compare embedding and head values? Always for local files; over the network only when asked,
+    after saying how many bytes that reads."""
+    if ckpt.remote is None:
+        return True
+    if full and not fetch_values:
+        raise click.UsageError("--full compares values: with hf:// add --fetch-values to read them from the hub")
+    if fetch_values:
+        from . import render
+        from .tying import value_bytes
+
+        render.note(f"--fetch-values: reading up to {value_bytes(ckpt, anatomy):,} bytes of embedding and head values from the hub")
+    return fetch_values
 
 
 def _with_explain(data: dict[str, Any], anatomy: HeadAnatomy, explain: bool) -> dict[str, Any]:

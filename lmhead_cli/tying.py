@@ -16,7 +16,7 @@ from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .formats.base import TensorInfo
 
-__all__ = ["TyingReport", "ValueComparison", "compare_values", "diagnose_tying"]
+__all__ = ["TyingReport", "ValueComparison", "compare_values", "diagnose_tying", "value_bytes"]
 
 COMPARE_CHUNK_BYTES = 16 * 2**20  # raw bytes per tensor per chunk
 
@@ -59,24 +59,41 @@ class TyingReport:
     notes: list[str] = field(default_factory=list)
 
 
-def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -> TyingReport:
-    """Gather the evidence and give a verdict; ``full`` computes difference statistics."""
+def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, values: bool = True) -> TyingReport:
+    """Gather the evidence and give a verdict; ``full`` computes difference statistics.
+
+    Without ``values`` (a remote checkpoint read without --fetch-values) only the
+    config and storage evidence is used: a stored head's values stay unknown, and
+    the verdict follows the config.
+    """
     emb = ckpt.tensors.get(anatomy.embedding) if anatomy.embedding else None
     head = ckpt.tensors.get(anatomy.head) if anatomy.head else None
     relation = _shape_relation(emb, head)
     aliased = _aliased(emb, head)
     comparison = None
-    if emb and head and relation in ("same", "slice") and not aliased:
+    if values and emb and head and relation in ("same", "slice") and not aliased:
         comparison = compare_values(ckpt, emb, head, full=full, rows=min(emb.rows, head.rows))
-    elif emb and head and relation == "transposed":
+    elif values and emb and head and relation == "transposed":
         comparison = compare_transposed(ckpt, emb, head, full=full)
     identical = True if aliased else (None if comparison is None else comparison.identical)
     config_present = ckpt.config is not None or ckpt.format == "gguf"  # a GGUF's metadata is its config
-    tied = anatomy.config_tied is not False and (head is None or aliased or (bool(identical) and relation == "same"))
+    unknown = not values and head is not None and not aliased and value_bytes(ckpt, anatomy) > 0
+    if unknown:
+        tied = anatomy.config_tied is True and relation == "same"
+    else:
+        tied = anatomy.config_tied is not False and (head is None or aliased or (bool(identical) and relation == "same"))
     problems, notes = _findings(anatomy, config_present, emb, head, relation, identical, ckpt)
+    if unknown:
+        notes.append(
+            f"values not compared (they are read only with --fetch-values: {value_bytes(ckpt, anatomy):,} bytes); "
+            "the verdict follows the config"
+        )
+    verdict = _verdict_line(tied, config_present, head, identical, problems)
+    if unknown and not problems:
+        verdict = f"{'tied' if tied else 'untied'} by config; stored values not compared"
     return TyingReport(
         tied=tied,
-        verdict=_verdict_line(tied, config_present, head, identical, problems),
+        verdict=verdict,
         config_present=config_present,
         config_tie=anatomy.config_tie,
         tie_source=anatomy.tie_source,
@@ -90,6 +107,19 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -
         problems=problems,
         notes=notes,
     )
+
+
+def value_bytes(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int:
+    """At most how many bytes a value comparison of the embedding and the head reads (0: none is possible)."""
+    emb = ckpt.tensors.get(anatomy.embedding) if anatomy.embedding else None
+    head = ckpt.tensors.get(anatomy.head) if anatomy.head else None
+    relation = _shape_relation(emb, head)
+    if emb is None or head is None or _aliased(emb, head) or relation not in ("same", "slice", "transposed"):
+        return 0
+    if relation == "transposed":
+        return emb.nbytes + head.nbytes if hasattr(ckpt.readers[head.file], "read_cols") else 0
+    rows = min(emb.rows, head.rows)
+    return sum(info.nbytes * rows // max(info.rows, 1) for info in (emb, head))
 
 
 def _side(info: TensorInfo | None) -> TensorSide | None:

@@ -13,7 +13,7 @@ Errors answered as the hub answers them (``utils._http.hf_raise_for_status`` map
 them by ``X-Error-Code``): unknown repo ``404 RepoNotFound``, unknown revision
 ``404 RevisionNotFound``, unknown file ``404 EntryNotFound``, a gated repo's files
 without an accepted token ``401 GatedRepo`` (its ``model_info`` stays public, as on
-the hub), a private repo without the token ``401`` (no error code).
+the hub), a private repo without the token ``401 RepoNotFound``.
 
 Fault injection, per file name (``hub.faults[name] = Fault(...)``): drop the
 connection after half the body (``drop``, for the first ``times`` ranged
@@ -228,11 +228,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        sent = 0
-        if self.method != "HEAD":
-            self.wfile.write(body)
-            sent = len(body)
+        sent = 0 if self.method == "HEAD" else len(body)
+        # logged before the body goes out: a client that has its bytes must find them counted
         self.hub.record(Logged(self.method, self.path, self.headers.get("Range"), status, sent, kind))
+        if sent:
+            self.wfile.write(body)
 
     def _json(self, data: object, headers: dict[str, str] | None = None) -> None:
         self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})}, "api")
@@ -249,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             if repo is None:
                 self._error(404, "RepoNotFound", "Repository not found", kind)
             else:
-                self._error(401, None, "Invalid username or password.", kind)
+                self._error(401, "RepoNotFound", "Repository not found", kind)  # the hub does not say it exists
             return None
         if need_files and repo.gated and not self._authorised():
             self._error(
@@ -371,9 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         half = body[: len(body) // 2]
+        self.hub.record(Logged(self.method, self.path, self.headers.get("Range"), 206, len(half), kind))
         self.wfile.write(half)
         self.wfile.flush()
-        self.hub.record(Logged(self.method, self.path, self.headers.get("Range"), 206, len(half), kind))
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)

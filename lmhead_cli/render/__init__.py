@@ -104,16 +104,33 @@ def warn(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
+def note(message: str) -> None:
+    Console(stderr=True, highlight=False).print(Text(f"note: {message}", style="dim"), soft_wrap=True)
+
+
 @contextmanager
-def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal; a no-op otherwise."""
+def progress_bar(description: str, enabled: bool, fetched: Callable[[], int] | None = None) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr when it is a terminal; a no-op otherwise. ``fetched``: bytes read
+    over the network so far, shown beside the bar."""
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    with Progress(Text(description), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    class Fetched(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{human_bytes(fetched())} fetched" if fetched else "")
+
+    columns: list[ProgressColumn] = [
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    ]
+    if fetched is not None:
+        columns.insert(3, Fetched())
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

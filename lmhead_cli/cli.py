@@ -278,8 +278,8 @@ def topk(
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
     fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
-    big = anatomy.vocab_size * anatomy.hidden_size > 2**26
-    with render.progress_bar("projecting", enabled=not json_ and (big or fetched is not None), fetched=fetched) as progress:
+    wanted = fetched is not None or render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
+    with render.progress_bar("projecting", enabled=not json_ and wanted, fetched=fetched) as progress:
         result = predict(
             checkpoint,
             anatomy,
@@ -299,7 +299,7 @@ def topk(
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
     header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
-    view = lens_view(result, vocab, header, inputs) if layers else topk_view(result, vocab, header)
+    view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
 

@@ -26,7 +26,9 @@ JSON_FILES = ("config.json", "tokenizer.json")
 def open_remote(target: HubTarget) -> Checkpoint:
     commit, names = _resolve(target)
     root = HubPath(target.repo_id + (f"@{quote(target.revision, safe='')}" if target.revision else ""))
-    files = HubFiles(target.repo_id, commit, target.endpoint, root)
+    from . import __version__
+
+    files = HubFiles(target.repo_id, commit, target.endpoint, root, library_version=__version__)
     snapshot = cache_dir() / f"models--{target.repo_id.replace('/', '--')}" / "snapshots" / commit
     for name in JSON_FILES:
         if name in names:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError
-from .base import TensorInfo
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
 
 RETRIES = 4  # after the first try
 BACKOFF_S = 0.5  # doubled after each retry, at most MAX_BACKOFF_S
@@ -45,16 +45,14 @@ class HubPath(PosixPath):
 class HubFiles:
     """Ranged reads of one repo's files at one commit, counting the bytes fetched."""
 
-    def __init__(self, repo_id: str, commit: str, endpoint: str, root: HubPath):
+    def __init__(self, repo_id: str, commit: str, endpoint: str, root: HubPath, library_version: str | None = None):
         from huggingface_hub.utils import build_hf_headers
-
-        from .. import __version__
 
         self.repo_id = repo_id
         self.commit = commit
         self.endpoint = endpoint
         self.root = root
-        self.headers = build_hf_headers(library_name="lmhead", library_version=__version__)
+        self.headers = build_hf_headers(library_name="lmhead", library_version=library_version)
         self.headers["Accept-Encoding"] = "identity"  # byte ranges of the stored file, never of a compressed one
         self.bytes_fetched = 0
         self.requests = 0
@@ -202,16 +200,29 @@ def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> 
 
 
 class RemoteSafetensors:
-    """One ``.safetensors`` file on the hub: the header read at open, rows on demand."""
-
-    format = "safetensors"
-    path: Path
+    """One ``.safetensors`` file on the hub: the header read at open, rows on demand (``base.Reader``)."""
 
     def __init__(self, path: HubPath, files: HubFiles):
-        self.path = path
+        self._path = path
         self._files = files
-        self._recent: dict[tuple[int, int, int], np.ndarray] = {}  # the last reads: bytes compared first, then widened
-        self.metadata, self.tensors = self._read_header()
+        self._recent: dict[tuple[int, int, int], U8Array] = {}  # the last reads: bytes compared first, then widened
+        self._metadata, self._tensors = self._read_header()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def format(self) -> Format:
+        return Format.SAFETENSORS
+
+    @property
+    def tensors(self) -> list[TensorInfo]:
+        return self._tensors
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
 
     def _read_header(self) -> tuple[dict[str, str], list[TensorInfo]]:
         prefix, size = self._files.fetch(self.path, 0, 8)
@@ -236,29 +247,50 @@ class RemoteSafetensors:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
         return dtype
 
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of the first axis in the stored dtype: one ranged request."""
-        dtype = self._numpy_dtype(info)
-        inner = info.shape[1:]
-        row_bytes = math.prod(inner) * dtype.itemsize
+    def _stored(self, info: TensorInfo, start: int, stop: int) -> U8Array:
+        """Rows ``start:stop`` as stored bytes, (stop - start, row_bytes): one ranged request."""
+        row_bytes = self._row_bytes(info)
+        assert info.offset is not None  # safetensors data always has a place
         key = (info.offset, start, stop)
         buf = self._recent.get(key)
         if buf is None:
             nbytes = (stop - start) * row_bytes
             buf = self._files.fetch(self.path, info.offset + start * row_bytes, nbytes)[0] if nbytes else np.empty(0, np.uint8)
             self._recent = {**dict(list(self._recent.items())[-(RECENT_READS - 1) :]), key: buf}
-        return buf.view(dtype).reshape((stop - start, *inner))
+        return buf.reshape(stop - start, row_bytes)
 
-    @contextmanager
-    def raw_window(self, info: TensorInfo, start: int, stop: int) -> Iterator[np.ndarray]:
-        yield self.read_raw_rows(info, start, stop)
+    def _row_bytes(self, info: TensorInfo) -> int:
+        from .safetensors import NUMPY_DTYPES
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        dtype = NUMPY_DTYPES.get(info.dtype)
+        if dtype is not None:
+            return math.prod(info.shape[1:]) * dtype.itemsize
+        if info.rows and info.nbytes % info.rows == 0:  # packed sub-byte types: whole bytes per row, or none
+            return info.nbytes // info.rows
+        raise CheckpointError(self.path, f"{info.name}: rows of {info.dtype} do not fill whole bytes")
+
+    def _typed(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
         from .safetensors import FLOAT_DTYPES
 
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
-        return self.read_raw_rows(info, start, stop).astype(np.float32)
+        return self._stored(info, start, stop).view(self._numpy_dtype(info)).reshape((stop - start, *info.shape[1:]))
+
+    @contextmanager
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        yield self._stored(info, start, stop)
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        return self._typed(info, start, stop).astype(np.float32)
+
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        return self._typed(info, start, stop).astype(np.float64)
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Columns of a 2-D tensor: over HTTP every row is read (in chunks), as for a format that stores rows."""
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name} has shape {list(info.shape)}; columns need a 2-D tensor")
+        return columns_from_rows(self.read_rows, info, start, stop)
 
     def close(self) -> None:
         self._recent = {}
@@ -293,7 +325,7 @@ def parse_header(path: Path, header: Any, data_start: int, size: int) -> tuple[d
             raise bad(f"{name!r} holds {offsets[1] - offsets[0]:,} bytes, but {dtype} {shape} needs {expected:,.0f}")
         nbytes = offsets[1] - offsets[0]
         tensors.append(TensorInfo(name=name, shape=tuple(shape), dtype=dtype, nbytes=nbytes, file=path, offset=data_start + offsets[0]))
-    tensors.sort(key=lambda t: t.offset)
+    tensors.sort(key=lambda t: t.offset or 0)
     end = data_start
     for info in tensors:
         if info.offset != end:

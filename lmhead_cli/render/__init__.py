@@ -8,6 +8,7 @@ into ``Text`` objects, never into markup, so they cannot style the output.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,11 @@ def stdout_console() -> Console:
     if not console.is_terminal:
         console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False)
     return console
+
+
+def output_width() -> int:
+    """Columns that stdout's tables may use: the terminal's width, or ``PLAIN_WIDTH`` in a pipe."""
+    return stdout_console().width
 
 
 def emit(renderable: RenderableType) -> None:
@@ -108,12 +114,25 @@ def note(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(f"note: {message}", style="dim"), soft_wrap=True)
 
 
+PROGRESS_MIN_ELEMENTS = 2**26  # head weights (V·d) below which a projection is too quick to need a bar
+PROGRESS_ENV = "LMHEAD_PROGRESS_MIN_ELEMENTS"  # overrides it (tests show the bar on a tiny head)
+
+
+def progress_wanted(elements: int) -> bool:
+    """Whether a projection over a head of ``elements`` weights is slow enough to show a bar."""
+    try:
+        threshold = int(os.environ.get(PROGRESS_ENV, PROGRESS_MIN_ELEMENTS))
+    except ValueError:
+        threshold = PROGRESS_MIN_ELEMENTS
+    return elements > threshold
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool, fetched: Callable[[], int] | None = None) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal; a no-op otherwise. ``fetched``: bytes read
-    over the network so far, shown beside the bar."""
+    """A transient progress bar on stderr when it is a terminal; a no-op otherwise. ``fetched``:
+    bytes read over the network so far, shown beside the bar."""
     console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not enabled or not console.is_terminal or console.is_dumb_terminal:
         yield None
         return
     from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn

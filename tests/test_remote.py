@@ -363,3 +363,10 @@ def test_the_remote_reader_implements_the_protocol(fake_hub, hf_home, tmp_path, 
     files = HubFiles("org/protocol", "main", fake_hub.endpoint, HubPath("org/protocol"))
     check_protocol(lambda _: RemoteSafetensors(HubPath("org/protocol/m.safetensors"), files), tmp_path)
     assert files.bytes_fetched > 0
+
+
+def test_a_file_gone_from_the_hub_is_one_line(hub):
+    hub.faults["model.safetensors"] = Fault(status=404)
+    result = run("count", "hf://sample_weights/llama-bf16", ok=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error: hf://sample_weights/llama-bf16/model.safetensors: the hub answered 404: no such file at this revision" in result.stderr

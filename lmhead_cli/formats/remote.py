@@ -190,6 +190,8 @@ def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> 
         status = exc.response.status_code if exc.response is not None else "an error"
         if status in (401, 403):
             return CheckpointError(path, f"the hub refused access ({status}): the repo may be private or gated", hint=login)
+        if status == 404:
+            return CheckpointError(path, "the hub answered 404: no such file at this revision")
         return CheckpointError(path, f"the hub answered {status}", hint="the hub may be down; try again later")
     if isinstance(exc, httpx2.HTTPError):
         return CheckpointError(path, f"cannot reach {endpoint}: {type(exc).__name__}: {exc}", hint="check the network and HF_ENDPOINT")

@@ -17,16 +17,17 @@ from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden
-from .predict import predict, select_positions, targets_from_ids, targets_from_text
+from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 from .tying import diagnose_tying
 
-EXIT_PROBLEMS = 1
-EXIT_INPUT = 2
+EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
+EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
+EXIT_INTERNAL = 3  # lmhead itself failed: out of memory, or a bug
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``LmheadError`` -> one line on stderr and exit 2; a traceback only with --debug."""
+    """``LmheadError`` -> one line on stderr and exit 2; anything else exit 3; a traceback only with --debug."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,12 +47,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             render.error(LmheadError(None, "out of memory", hint="lower --chunk-rows or select fewer --positions"))
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
         except Exception as exc:
             if debug:
                 raise
             render.internal_error(exc)
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -59,10 +60,18 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=str))  # str: hf://org/name stays as written
 
 
+fetch_values_option = click.option(
+    "--fetch-values",
+    is_flag=True,
+    help="With hf://: also read the embedding and head values to compare them (says how many bytes first).",
+)
+
+
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
     )
+    command = fetch_values_option(command)
     command = click.option(
         "--remote", is_flag=True, help="CKPT is a repo id to read from the Hugging Face Hub over the network (same as hf://CKPT)."
     )(command)
@@ -75,19 +84,47 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 json_option = click.option("--json", "json_", is_flag=True, help="One JSON object on stdout, for scripts.")
-fetch_values_option = click.option(
-    "--fetch-values",
-    is_flag=True,
-    help="With hf://: also read the embedding and head values to compare them (says how many bytes first).",
-)
 
 
 def _open(
-    ckpt_path: str, head: str | None, embedding: str | None, revision: str | None, remote: bool, strict: bool = True
-) -> tuple[Checkpoint, HeadAnatomy]:
+    ckpt_path: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    fetch_values: bool,
+    full: bool = False,
+    strict: bool = True,
+) -> tuple[Checkpoint, HeadAnatomy, bool]:
+    """The checkpoint, its anatomy, and whether embedding and head values may be read: always for
+    local files; over hf:// only with --fetch-values, after saying how many bytes that reads."""
+    from . import render
+    from .tying import value_bytes
+
     ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict, remote=remote)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
-    return ckpt, locate_head(ckpt, head=head, embedding=embedding)
+    values = ckpt.remote is None or fetch_values
+    if not values and full:
+        raise click.UsageError("--full compares values: with hf:// add --fetch-values to read them from the hub")
+    if ckpt.remote is not None and fetch_values:
+        names = locate_head(ckpt, head=head, embedding=embedding, values=False)
+        render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")
+    anatomy = locate_head(ckpt, head=head, embedding=embedding, values=values)
+    for warning in _warnings(ckpt, anatomy, values):
+        render.warn(warning)
+    return ckpt, anatomy, values
+
+
+def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]:
+    """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
+    from .tying import values_unread
+
+    if values or not values_unread(ckpt, anatomy):
+        return []
+    return [
+        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
+        "without --fetch-values: counted as untied"
+    ]
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -95,7 +132,14 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         return load_vocabulary(tokenizer)
     if ckpt.tokenizer_path is not None:
         return load_vocabulary(ckpt.tokenizer_path)
-    if ckpt.tokens is not None:  # a GGUF carries its vocabulary
+    if ckpt.format == "gguf":  # a GGUF carries its tokenizer
+        from .formats.gguf import GGUFFile
+        from .gguf_tokenizer import gguf_vocabulary
+
+        reader = ckpt.readers.get(ckpt.path)
+        if isinstance(reader, GGUFFile):
+            return gguf_vocabulary(reader)
+    if ckpt.tokens is not None:
         return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
     return None
 
@@ -134,13 +178,15 @@ def count(
     embedding: str | None,
     revision: str | None,
     remote: bool,
+    fetch_values: bool,
     explain: bool,
     tokenizer: Path | None,
     json_: bool,
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
-    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
+    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one
+    (unless a stored head may be a copy of the embedding: then it compares them).
 
     \b
     Example:
@@ -150,11 +196,11 @@ def count(
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     vocab = _vocabulary(checkpoint, tokenizer)
     result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     if json_:
-        emit_json(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain))
+        emit_json(_with_warnings(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain), checkpoint, anatomy, values))
     else:
         emit(census_view(checkpoint, anatomy, result))
         _emit_explain(anatomy, explain)
@@ -165,7 +211,6 @@ def count(
 @anatomy_options
 @click.option("--full", is_flag=True, help="Compare every row and report difference statistics.")
 @click.option("--expect", type=click.Choice(["tied", "untied"]), help="Exit 1 when the verdict differs (for release pipelines).")
-@fetch_values_option
 @json_option
 @handle_errors
 def check_tying(
@@ -182,7 +227,7 @@ def check_tying(
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
 
-    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input.
+    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input, 3 internal error.
 
     \b
     Example:
@@ -192,10 +237,10 @@ def check_tying(
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote)
-    report = diagnose_tying(checkpoint, anatomy, full=full, values=_values_wanted(checkpoint, anatomy, full, fetch_values))
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
+    report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
     if json_:
-        emit_json(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain))
+        emit_json(_with_warnings(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain), checkpoint, anatomy, values))
     else:
         emit(tying_view(checkpoint, report, expect))
         _emit_explain(anatomy, explain)
@@ -240,6 +285,7 @@ def topk(
     embedding: str | None,
     revision: str | None,
     remote: bool,
+    fetch_values: bool,
     explain: bool,
     json_: bool,
 ) -> None:
@@ -261,22 +307,26 @@ def topk(
         raise click.UsageError("give --targets or --text, not both")
     if last_normed and not layers:
         raise click.UsageError("--last-normed goes with --layers")
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     chosen = select_positions(positions, states.positions)
     inputs = None
     target_ids = None
+    text_note = None
     if text is not None:
         if vocab is None:
             raise TokenizerError(checkpoint.path, "--text needs a tokenizer.json", hint="pass --tokenizer PATH")
         inputs = vocab.encode(text)
         target_ids = targets_from_text(inputs, states.positions)
+        text_note = vocab.note
     elif targets is not None:
         target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
+    if target_ids is not None:
+        check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
     fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
     wanted = fetched is not None or render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
     with render.progress_bar("projecting", enabled=not json_ and wanted, fetched=fetched) as progress:
@@ -294,11 +344,13 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    meta["warnings"] = head_warnings(anatomy)
+    meta["warnings"] = head_warnings(anatomy) + _warnings(checkpoint, anatomy, values)
+    if inputs is not None and text_note is not None:
+        meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note)
     view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
@@ -309,7 +361,6 @@ def topk(
 @anatomy_options
 @click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to audit the vocabulary against (default: beside CKPT).")
 @click.option("--full", is_flag=True, help="Compare embedding and head values in full (difference statistics).")
-@fetch_values_option
 @json_option
 @handle_errors
 def doctor(
@@ -326,7 +377,7 @@ def doctor(
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
 
-    Exit status: 0 healthy, 1 problems found, 2 bad input.
+    Exit status: 0 healthy, 1 problems found, 2 bad input, 3 internal error.
 
     \b
     Example:
@@ -337,11 +388,10 @@ def doctor(
     from .render import emit, emit_json
     from .render.doctor import doctor_json, doctor_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, remote, strict=False)  # index gaps are problems to report
-    values = _values_wanted(checkpoint, anatomy, full, fetch_values)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full, strict=False)
     report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full, values=values)
     if json_:
-        emit_json(doctor_json(checkpoint, report))
+        emit_json(_with_warnings(doctor_json(checkpoint, report), checkpoint, anatomy, values))
     else:
         emit(doctor_view(checkpoint, report))
         _emit_explain(anatomy, explain)
@@ -349,19 +399,11 @@ def doctor(
         sys.exit(EXIT_PROBLEMS)
 
 
-def _values_wanted(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool, fetch_values: bool) -> bool:
-    """Compare embedding and head values? Always for local files; over the network only when asked,
-    after saying how many bytes that reads."""
-    if ckpt.remote is None:
-        return True
-    if full and not fetch_values:
-        raise click.UsageError("--full compares values: with hf:// add --fetch-values to read them from the hub")
-    if fetch_values:
-        from . import render
-        from .tying import value_bytes
-
-        render.note(f"--fetch-values: reading up to {value_bytes(ckpt, anatomy):,} bytes of embedding and head values from the hub")
-    return fetch_values
+def _with_warnings(data: dict[str, Any], ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> dict[str, Any]:
+    warnings = _warnings(ckpt, anatomy, values)
+    if warnings:
+        data["warnings"] = data.get("warnings", []) + warnings
+    return data
 
 
 def _with_explain(data: dict[str, Any], anatomy: HeadAnatomy, explain: bool) -> dict[str, Any]:

@@ -82,25 +82,32 @@ def answer(*args: object) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.stdout)
 
 
-EVIDENCE = ("config_present", "config_tie", "tie_source", "head_stored", "embedding", "head", "shape_relation", "aliased")
+EVIDENCE = ("config_present", "config_flag", "config_directs", "head_stored", "embedding", "head", "shape_relation", "shares_storage")
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=repo_id)
 def test_same_answers_over_hf_as_on_disk(folder, hub):
-    """count, check-tying and doctor: equal JSON; header-only commands read headers and JSON only."""
+    """count, check-tying and doctor: the local JSON; without --fetch-values only headers and JSON are read."""
     url = f"hf://{hub.add_repo(repo_id(folder), folder).repo_id}"
     hub.reset_counts()
-    remote = run_json("count", url)
+    _, remote = answer("count", url)
     assert hub.bytes_served("lfs") == header_bytes(folder)  # 8 + header per file, not a byte of data
     assert hub.bytes_served("json") == json_bytes(folder)  # config, index and tokenizer, once; then cached
-    assert without_paths(remote) == without_paths(run_json("count", folder))
     assert remote["checkpoint"] == url and all(f.startswith(url + "/") for f in remote["files"])
+    local = answer("count", folder)
+    unread = "warnings" in remote  # the tie hangs on the head's values, which were not read: labelled a guess
+    if unread:
+        assert "values are not read over hf:// without --fetch-values: counted as untied" in remote["warnings"][0]
+        assert remote["tied"] is False
+        _, remote = answer("count", url, "--fetch-values")
+    assert without_paths(remote) == without_paths(local[1])
 
     local = answer("check-tying", folder)
     hub.reset_counts()
     _, remote = answer("check-tying", url)
     assert hub.bytes_served("lfs") == header_bytes(folder) and hub.bytes_served("json") == 0
-    assert {k: remote[k] for k in EVIDENCE} == {k: local[1][k] for k in EVIDENCE}
+    evidence = EVIDENCE if unread else (*EVIDENCE, "tie_source", "tied")
+    assert {k: remote[k] for k in evidence} == {k: local[1][k] for k in evidence}
     status, remote = answer("check-tying", url, "--fetch-values")
     assert (status, without_paths(remote)) == (local[0], without_paths(local[1]))
 
@@ -108,9 +115,9 @@ def test_same_answers_over_hf_as_on_disk(folder, hub):
     hub.reset_counts()
     _, remote = answer("doctor", url)
     assert hub.bytes_served("lfs") == header_bytes(folder) and hub.bytes_served("json") == 0
-    for key in ("counts", "vocabulary", "head", "explain"):
+    for key in ("vocabulary", "head") if unread else ("counts", "vocabulary", "head", "explain"):
         assert without_paths(remote[key]) == without_paths(local[1][key]), key
-    assert {k: remote["tying"][k] for k in EVIDENCE} == {k: local[1]["tying"][k] for k in EVIDENCE}
+    assert {k: remote["tying"][k] for k in evidence} == {k: local[1]["tying"][k] for k in evidence}
     status, remote = answer("doctor", url, "--fetch-values")
     assert (status, without_paths(remote)) == (local[0], without_paths(local[1]))
 
@@ -123,7 +130,14 @@ def test_topk_over_hf_equals_local(folder, hub, tmp_path):
     np.save(hidden, np.random.default_rng(0).normal(size=(3, d)).astype(np.float32))
     local = answer("topk", folder, hidden, "-k", "3")
     remote = answer("topk", f"hf://{repo_id(folder)}", hidden, "-k", "3")
+    if any("--fetch-values" in w for w in remote[1]["warnings"]):  # the stored head is used; it may be the embedding's copy
+        np.testing.assert_array_equal(_logits(remote[1]), _logits(local[1]))
+        remote = answer("topk", f"hf://{repo_id(folder)}", hidden, "-k", "3", "--fetch-values")
     assert (remote[0], without_paths(remote[1])) == (local[0], without_paths(local[1]))
+
+
+def _logits(data: dict) -> list:
+    return [[(t["token_id"], t["logit"]) for t in p["top"]] for p in data["positions"]]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from .hub import HubTarget, cache_dir
 
 __all__ = ["open_remote"]
 
-JSON_FILES = ("config.json", "tokenizer.json")
+JSON_FILES = ("config.json", "tokenizer.json", "quantize_config.json")  # what a local folder would supply beside the weights
 
 
 def open_remote(target: HubTarget) -> Checkpoint:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PosixPath
@@ -201,6 +202,19 @@ def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> 
     return CheckpointError(path, f"{type(exc).__name__}: {exc}")
 
 
+_OPEN: weakref.WeakValueDictionary[Path, RemoteSafetensors] = weakref.WeakValueDictionary()  # for ``tensor_bytes``
+
+
+def tensor_bytes(info: TensorInfo) -> U8Array:
+    """A whole (small) tensor's stored bytes from the hub file it lives in: one ranged request."""
+    reader = _OPEN.get(info.file)
+    if reader is None or info.offset is None:
+        raise CheckpointError(info.file, f"{info.name}: its file is not open")
+    if info.nbytes == 0:
+        return np.empty(0, np.uint8)
+    return reader._files.fetch(info.file, info.offset, info.nbytes)[0]
+
+
 class RemoteSafetensors:
     """One ``.safetensors`` file on the hub: the header read at open, rows on demand (``base.Reader``)."""
 
@@ -209,6 +223,7 @@ class RemoteSafetensors:
         self._files = files
         self._recent: dict[tuple[int, int, int], U8Array] = {}  # the last reads: bytes compared first, then widened
         self._metadata, self._tensors = self._read_header()
+        _OPEN[path] = self
 
     @property
     def path(self) -> Path:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from .checkpoint import INDEX_SUFFIX, Checkpoint, _assemble, _open_index
 from .errors import CheckpointError
-from .formats.remote import HubFiles, HubPath, RemoteSafetensors, hub_error, hub_errors
+from .formats.remote import TIMEOUT_S, HubFiles, HubPath, RemoteSafetensors, hub_error, hub_errors
 from .hub import HubTarget, cache_dir
 
 __all__ = ["open_remote"]
@@ -75,7 +75,7 @@ def _resolve(target: HubTarget) -> tuple[str, set[str]]:
 
     api = HfApi(endpoint=target.endpoint, library_name="lmhead", library_version=__version__)
     try:
-        info = api.model_info(target.repo_id, revision=target.revision)
+        info = api.model_info(target.repo_id, revision=target.revision, timeout=TIMEOUT_S)
     except hub_errors() as exc:  # one line for each; the token is never shown
         raise hub_error(exc, target.shown, target.endpoint, target.repo_id) from None
     if not info.sha:

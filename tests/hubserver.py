@@ -87,6 +87,7 @@ class Logged:
     status: int
     body_bytes: int
     kind: str
+    authorized: bool = False  # the request carried an Authorization header
 
 
 def _git_oid(data: bytes) -> str:
@@ -236,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         sent = 0 if self.method == "HEAD" else len(body)
         # logged before the body goes out: a client that has its bytes must find them counted
-        self.hub.record(Logged(self.method, self.path, self.headers.get("Range"), status, sent, kind))
+        self.hub.record(Logged(self.method, self.path, self.headers.get("Range"), status, sent, kind, "Authorization" in self.headers))
         if sent:
             self.wfile.write(body)
 

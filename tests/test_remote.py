@@ -412,3 +412,25 @@ def test_a_file_gone_from_the_hub_is_one_line(hub):
     result = run("count", "hf://sample_weights/llama-bf16", ok=False)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "error: hf://sample_weights/llama-bf16/model.safetensors: the hub answered 404: no such file at this revision" in result.stderr
+
+
+def test_an_unreachable_endpoint_is_one_line(hf_home, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    result = run("count", "hf://org/model", ok=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"error: hf://org/model: cannot reach http://127.0.0.1:{port}: ConnectError" in result.stderr
+
+
+def test_the_token_stays_on_the_hub(hub, monkeypatch):
+    """Files redirect to the storage host (another origin): the token goes to the hub only."""
+    hub.add_repo("org/gated", SAMPLES / "llama-bf16", gated=True)
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    hub.reset_counts()
+    run_json("topk", "hf://org/gated", SAMPLES / "llama-bf16" / "hidden.npy")
+    assert hub.requests("lfs") and not any(r.authorized for r in hub.requests("lfs"))
+    assert all(r.authorized for r in hub.requests("api") + hub.requests("json"))

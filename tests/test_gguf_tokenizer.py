@@ -38,6 +38,8 @@ def test_the_fixtures_cover_both_kinds_and_several_splitters():
     assert len(STRINGS) >= 300
     kinds = {name: gguf.GGUFReader(FIXTURES / name).fields["tokenizer.ggml.model"].contents() for name in FILES}
     assert set(kinds.values()) == {"gpt2", "llama"}
+    archs = {gguf.GGUFReader(FIXTURES / name).fields["general.architecture"].contents() for name in FILES}
+    assert {"llama", "qwen2", "gpt2", "gemma2", "phi3"} <= archs  # Gemma and Phi-3 SentencePiece files are built differently
     pres = {gguf.GGUFReader(FIXTURES / name).fields["tokenizer.ggml.pre"].contents() for name in FILES}
     assert {"llama-bpe", "qwen2", "smollm", "gpt-2"} <= pres
     assert all((FIXTURES / name).stat().st_size < 2**20 for name in FILES)
@@ -221,3 +223,20 @@ def test_the_sample_gguf_is_what_its_generator_writes(tmp_path):
     spec.loader.exec_module(module)
     module.main(tmp_path / "s.gguf")
     assert (tmp_path / "s.gguf").read_bytes() == (ROOT / "sample_weights" / "gpt2-tied.gguf").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "warned"),
+    [("bpe_smollm.gguf", "it's 2024", True), ("bpe_smollm.gguf", "a 1 b", False), ("bpe_llama3.gguf", "it's 2024", False)],
+)
+def test_a_number_where_llama_cpp_and_transformers_split_differently_is_labelled(name, text, warned, tmp_path):
+    """llama.cpp's smollm splitter takes digits one by one; transformers' GGUF tokenizer does not (lmhead follows it)."""
+    index = STRINGS.index(text) if text in STRINGS else None
+    n = len(lmhead_tokenizer(name).encode(text).ids) if index is None else len(EXPECTED["files"][name]["with_special_tokens"][index])
+    np.save(tmp_path / "h.npy", np.ones((n, 8), np.float32))
+    data = run_json("topk", FIXTURES / name, tmp_path / "h.npy", "--text", text, "-k", "1")
+    said = [w for w in data["warnings"] if "splits numbers into single digits" in w]
+    assert bool(said) == warned
+    if warned:
+        out = run("topk", FIXTURES / name, tmp_path / "h.npy", "--text", text, "-k", "1").stdout
+        assert "warning: tokenizer.ggml.pre 'smollm': llama.cpp splits numbers into single digits" in out

@@ -131,7 +131,17 @@ def gguf_vocabulary(reader: GGUFFile) -> Vocabulary | None:
         build=lambda: build_tokenizer(read_gguf_vocab(reader)),
         add_special=True,
         note=_note(meta, reader.tokens),
-        warn=lambda text: digit_split_warning(meta.get("tokenizer.ggml.pre"), text),
+        warn=lambda text: digit_split_warning(meta.get("tokenizer.ggml.pre"), text) or space_prefix_warning(meta, text),
+    )
+
+
+def space_prefix_warning(meta: dict[str, Any], text: str) -> str | None:
+    """llama.cpp honours add_space_prefix=false for SentencePiece; transformers' GGUF tokenizer always adds the ▁."""
+    if meta.get("tokenizer.ggml.model") != "llama" or meta.get("tokenizer.ggml.add_space_prefix") is not False or not text:
+        return None
+    return (
+        "tokenizer.ggml.add_space_prefix is false: llama.cpp puts no ▁ before the first word, transformers' GGUF "
+        "tokenizer (followed here) does; the first tokens may differ from llama.cpp's"
     )
 
 

@@ -240,3 +240,19 @@ def test_a_number_where_llama_cpp_and_transformers_split_differently_is_labelled
     if warned:
         out = run("topk", FIXTURES / name, tmp_path / "h.npy", "--text", text, "-k", "1").stdout
         assert "warning: tokenizer.ggml.pre 'smollm': llama.cpp splits numbers into single digits" in out
+
+
+def test_a_space_prefix_llama_cpp_would_not_add_is_labelled(tmp_path):
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", "\u2581", "a", "\u2581a"])
+    writer.add_token_scores([0.0, 0.0, 0.0, -1.0, -2.0, -3.0])
+    writer.add_bos_token_id(1)
+    writer.add_add_space_prefix(False)
+    writer.add_tensor("token_embd.weight", np.ones((6, 8), np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    np.save(tmp_path / "h.npy", np.ones((2, 8), np.float32))
+    data = run_json("topk", tmp_path / "m.gguf", tmp_path / "h.npy", "--text", "a", "-k", "1")
+    assert data["text_token_ids"] == [1, 5]  # transformers' ▁a, not llama.cpp's a
+    assert any("add_space_prefix is false" in w for w in data["warnings"])

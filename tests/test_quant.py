@@ -190,3 +190,17 @@ def test_a_dense_parameter_named_like_quantization_metadata_is_still_a_parameter
     data = run_json("count", folder)
     assert data["quantization"] is None
     assert data["total_params"] == sum(v.size for v in tensors.values())
+
+
+@pytest.mark.parametrize("layout", ["bnb_nf4", "gptq", "awq", "ct_int4", "fp8_block", "torchao"])
+def test_rows_read_one_at_a_time_equal_the_whole(tmp_path, layout):
+    """Rows that cut through 4-bit blocks, packed words and scale blocks read the same as the whole matrix."""
+    from hostile import quantized_checkpoint
+
+    folder = quantized_checkpoint(tmp_path / "m", layout)
+    with open_checkpoint(folder) as ckpt:
+        whole = ckpt.read_rows("lm_head.weight", 0, 32)
+        rows = np.concatenate([ckpt.read_rows("lm_head.weight", i, i + 1) for i in range(32)])
+        odd = np.concatenate([ckpt.read_rows("lm_head.weight", a, min(a + 3, 32)) for a in range(0, 32, 3)])
+    assert whole.shape == (32, 8) and np.isfinite(whole).all()
+    assert np.array_equal(whole, rows) and np.array_equal(whole, odd)

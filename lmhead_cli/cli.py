@@ -15,7 +15,7 @@ from . import __version__
 from .anatomy import HeadAnatomy, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
-from .errors import HiddenStateError, LmheadError, TokenizerError
+from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden
 from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
@@ -105,7 +105,7 @@ def _open(
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
     values = ckpt.remote is None or fetch_values
     if not values and full:
-        raise click.UsageError("--full compares values: with hf:// add --fetch-values to read them from the hub")
+        raise CheckpointError(ckpt.path, "--full compares every value, and hf:// reads values only when asked", hint="add --fetch-values")
     if ckpt.remote is not None and fetch_values:
         names = locate_head(ckpt, head=head, embedding=embedding, values=False)
         render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")

@@ -205,7 +205,9 @@ def test_fetch_values_says_how_many_bytes_first(hub):
     result = run("check-tying", "hf://sample_weights/llama-bf16")
     assert "values not compared (they are read only with --fetch-values: 131,072 bytes)" in result.stdout
     result = run("doctor", "hf://sample_weights/llama-bf16", "--full", ok=False)
-    assert result.exit_code == 2 and "--fetch-values" in result.stderr
+    assert result.exit_code == 2
+    assert "error: hf://sample_weights/llama-bf16: --full compares every value, and hf:// reads values only when asked" in result.stderr
+    assert "hint: add --fetch-values" in result.stderr
 
 
 def test_remote_flag_and_revisions(hub, tmp_path):

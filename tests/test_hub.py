@@ -166,7 +166,7 @@ def test_only_what_the_command_needs(fake_hub, hf_home, tmp_path, offline):
     hidden = tmp_path / "h.npy"
     np.save(hidden, np.load(SHARDED / "hidden.npy"))
     result = run("topk", "samples/model", hidden, "--text", "The keeper", ok=False)
-    assert result.exit_code == 2 and "--text needs a tokenizer.json" in result.stderr
+    assert result.exit_code == 2 and "error: --text: needs a tokenizer.json" in result.stderr
 
 
 def test_symlinks_out_of_the_repo_are_still_refused(fake_hub, hf_home, tmp_path, offline):

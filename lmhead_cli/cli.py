@@ -12,9 +12,10 @@ import click
 import numpy as np
 
 from . import __version__
-from .anatomy import HeadAnatomy, locate_head
+from .anatomy import HeadAnatomy, Overrides, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
+from .conventions import NormKind
 from .errors import HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden
 from .predict import predict, select_positions, targets_from_ids, targets_from_text
@@ -59,6 +60,30 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=Path))
 
 
+OVERRIDE_OPTIONS = (
+    (
+        "--norm",
+        click.Choice(["layernorm", "rmsnorm", "rmsnorm-1p", "layernorm-1p", "none"]),
+        "Final norm kind, in place of the architecture table's (rmsnorm-1p: x·(1+w)).",
+    ),
+    ("--eps", float, "Final norm epsilon, in place of the config's."),
+    ("--logit-scale", float, "Multiply the logits by this, in place of the table's scale or divisor."),
+    ("--softcap", float, "Soft-cap the logits at this (c·tanh(x/c)); 0 turns the table's softcap off."),
+)
+
+
+def _remember_override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None:
+        ctx.meta.setdefault("lmhead.overrides", {})[param.name] = value
+
+
+def _overrides() -> Overrides:
+    given = dict(click.get_current_context().meta.get("lmhead.overrides", {}))
+    if "norm" in given:
+        given["norm"] = NormKind(given["norm"])
+    return Overrides(**given)
+
+
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
@@ -66,6 +91,8 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache."
     )(command)
+    for flag, kind, helptext in OVERRIDE_OPTIONS:
+        command = click.option(flag, type=kind, expose_value=False, callback=_remember_override, help=helptext)(command)
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
     return command
@@ -79,7 +106,7 @@ def _open(
 ) -> tuple[Checkpoint, HeadAnatomy]:
     ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
-    return ckpt, locate_head(ckpt, head=head, embedding=embedding)
+    return ckpt, locate_head(ckpt, head=head, embedding=embedding, overrides=_overrides())
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -234,6 +261,7 @@ def topk(
       lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden_layers.npy --layers
     """
     from . import render
+    from .head import norm_weight_warnings
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
@@ -271,7 +299,11 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    meta["warnings"] = head_warnings(anatomy)
+    guessed = [*anatomy.guesses, *([] if no_norm else norm_weight_warnings(checkpoint, anatomy))]
+    for line in guessed:
+        render.warn(line)
+    meta["warnings"] = [*guessed, *head_warnings(anatomy)]
+    meta["overrides"] = anatomy.overrides
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return

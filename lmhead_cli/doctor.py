@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .anatomy import HeadAnatomy
 from .census import Census, census
 from .checkpoint import Checkpoint
+from .head import norm_weight_warnings
 from .tokens import Vocabulary
 from .tying import TyingReport, diagnose_tying
 from .vocab import VocabAudit, audit_vocabulary
@@ -23,6 +24,7 @@ class DoctorReport:
     anatomy: HeadAnatomy
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # guesses: the architecture is unverified, a suspicious norm weight
 
 
 def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, full: bool = False) -> DoctorReport:
@@ -37,7 +39,8 @@ def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, ful
     notes = _unique([*tying.notes, *audit.notes, *[n for n in ckpt.notes if n not in counts.index_findings]])
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
-    return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes)
+    warnings = [f"unverified architecture: {g}" for g in anatomy.guesses] + norm_weight_warnings(ckpt, anatomy)
+    return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes, warnings)
 
 
 def _unique(items: list[str]) -> list[str]:

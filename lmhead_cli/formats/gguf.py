@@ -18,8 +18,10 @@ import math
 import mmap
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -27,12 +29,9 @@ from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGMLQuantizationType, GGUFValueType
 
 from ..errors import CheckpointError
-from .base import TensorInfo, pread_exact
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows, pread_exact
 
-if TYPE_CHECKING:
-    from ..checkpoint import Checkpoint
-
-__all__ = ["GGUFFile", "open_gguf"]
+__all__ = ["GGUFFile"]
 
 SUPPORTED_VERSIONS = (2, GGUF_VERSION)  # v1 (2023) used 32-bit lengths; v2 and v3 share the little-endian layout
 MAX_DIMS = 4  # GGML_MAX_DIMS
@@ -72,11 +71,12 @@ U64 = struct.Struct("<Q")
 class _Header:
     """A cursor over the memory-mapped file that refuses to read past its end."""
 
-    def __init__(self, data: mmap.mmap, path: Path):
+    def __init__(self, data: mmap.mmap, path: Path, keep_all: bool = False):
         self.data = data
         self.size = len(data)
         self.path = path
         self.pos = 0
+        self.keep_all = keep_all  # every array element, exact and strict: a tokenizer's arrays, read on demand
 
     def take(self, n: int) -> int:
         """Claim ``n`` bytes at the cursor; returns where they start."""
@@ -127,6 +127,8 @@ class _Header:
             raise CheckpointError(
                 self.path, f"metadata {key!r} claims {count:,} elements, more than the rest of the file can hold (truncated?)"
             )
+        if self.keep_all:
+            return self._whole_array(key, item, count, depth)
         keep = count <= MAX_KEPT_ARRAY
         if item == GGUFValueType.STRING and key == TOKENS_KEY:  # kept whole: token strings for display
             return [self.raw_string().decode("utf-8", errors="backslashreplace") for _ in range(count)]
@@ -144,6 +146,23 @@ class _Header:
         values = [self.value(item, key, depth + 1) for _ in range(count)]
         return values if keep else None
 
+    def _whole_array(self, key: str, item: GGUFValueType, count: int, depth: int) -> list[Any]:
+        """Every element: strings as strict UTF-8, numbers exactly as stored (count already checked)."""
+        if item == GGUFValueType.STRING:
+            out = []
+            for i in range(count):
+                raw = self.raw_string()
+                try:
+                    out.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise CheckpointError(self.path, f"metadata {key!r} element {i:,} is not UTF-8 text ({raw[:40]!r})") from None
+            return out
+        if item in SCALARS:
+            dtype = np.dtype(SCALARS[item])
+            start = self.take(count * dtype.itemsize)
+            return np.frombuffer(self.data, dtype=dtype, count=count, offset=start).tolist()
+        return [self.value(item, key, depth + 1) for _ in range(count)]
+
     def _type(self, vtype: int, key: str) -> GGUFValueType:
         try:
             return GGUFValueType(vtype)
@@ -156,8 +175,8 @@ def _shortest(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
-    """(version, metadata, tokens, tensors, alignment) from the header at the start of ``data``."""
+def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int, dict[str, int]]:
+    """(version, metadata, tokens, tensors, alignment, where each top-level array starts) from ``data``'s header."""
     h = _Header(data, path)
     if h.unpack("<I") != GGUF_MAGIC:
         raise CheckpointError(path, "not a GGUF file (no GGUF magic)")
@@ -176,12 +195,16 @@ def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list
     metadata: dict[str, Any] = {}
     tokens = None
     keys: set[str] = set()
+    arrays: dict[str, int] = {}
     for _ in range(n_kv):
         key = h.name("metadata key")
         if key in keys:
             raise CheckpointError(path, f"metadata key {key!r} appears twice")
         keys.add(key)
-        value = h.value(h.unpack("<I"), key)
+        vtype = h.unpack("<I")
+        if vtype == GGUFValueType.ARRAY:
+            arrays[key] = h.pos  # read again, whole, only if asked (metadata_array)
+        value = h.value(vtype, key)
         if key == TOKENS_KEY:  # kept apart from the metadata: it is the vocabulary, often 100k+ strings
             tokens = value if isinstance(value, list) and all(isinstance(t, str) for t in value) else None
         elif value is not None:
@@ -197,7 +220,7 @@ def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list
         if info.name in seen:
             raise CheckpointError(path, f"tensor {info.name!r} is listed twice")
         seen.add(info.name)
-    return version, metadata, tokens, tensors, alignment
+    return version, metadata, tokens, tensors, alignment, arrays
 
 
 def _tensor_entry(h: _Header) -> tuple[str, tuple[int, ...], int, int]:
@@ -232,9 +255,11 @@ def _tensor_info(path: Path, entry: tuple[str, tuple[int, ...], int, int], data_
 
 
 class GGUFFile:
-    """One ``.gguf`` file opened read-only: header parsed, data read on demand by row ranges."""
+    """One ``.gguf`` file opened read-only, a ``Reader``: header parsed, data read on demand by row ranges.
 
-    format = "gguf"
+    Beyond the protocol it keeps ``tokens`` (``tokenizer.ggml.tokens``, the vocabulary a GGUF carries)."""
+
+    format = Format.GGUF
 
     def __init__(self, path: Path):
         self.path = path
@@ -244,55 +269,94 @@ class GGUFFile:
             raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         try:
             with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:  # only the header's pages are touched
-                self.version, self.metadata, self.tokens, self.tensors, self.alignment = _read_header(path, data)
+                self.version, self.metadata, self.tokens, self.tensors, self.alignment, self._arrays = _read_header(path, data)
         except CheckpointError:
             os.close(self._fd)
             raise
         except (OSError, ValueError, struct.error, OverflowError) as exc:  # mmap of an empty file, a failed read
             os.close(self._fd)
             raise CheckpointError(path, f"not a valid GGUF file: {exc}") from exc
-        self.tensors.sort(key=lambda t: t.offset)
+        self.tensors.sort(key=lambda t: _offset(t))
+
+    def array_keys(self) -> set[str]:
+        """Metadata keys whose values are arrays (long ones are not kept in ``metadata``)."""
+        return set(self._arrays)
+
+    def metadata_array(self, key: str) -> list[Any]:
+        """One metadata array in full (e.g. ``tokenizer.ggml.merges``), read from the file now.
+
+        The header walk already checked its length against the file; it is walked again with the
+        same bounds checks, strings decoded strictly as UTF-8 and numbers kept exactly.
+        """
+        if key not in self._arrays:
+            raise CheckpointError(self.path, f"metadata {key!r} is not an array in this file")
+        if self._fd < 0:
+            raise CheckpointError(self.path, "the file is closed")
+        try:
+            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:
+                h = _Header(data, self.path, keep_all=True)
+                h.pos = self._arrays[key]
+                values = h.value(GGUFValueType.ARRAY, key)
+        except (OSError, ValueError, struct.error, OverflowError) as exc:
+            raise CheckpointError(self.path, f"cannot read metadata {key!r}: {exc}") from exc
+        return values
 
     def _qtype(self, info: TensorInfo) -> tuple[GGMLQuantizationType, int, int]:
         qtype = GGMLQuantizationType[info.dtype]
         block, type_size = GGML_QUANT_SIZES[qtype]
         return qtype, block, type_size
 
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray | None:
-        """Rows ``start:stop`` as stored: numbers for plain types, (rows, row_bytes) uint8 blocks for quantized ones."""
-        inner = math.prod(info.shape[1:])
-        if info.dtype in PLAIN:
-            dtype = PLAIN[info.dtype]
-            buf = pread_exact(self._fd, (stop - start) * inner * dtype.itemsize, info.offset + start * inner * dtype.itemsize, self.path)
-            return buf.view(dtype).reshape((stop - start, *info.shape[1:]))
+    def _row_bytes(self, info: TensorInfo) -> int:
+        """Bytes per row of the first axis; rows of plain types are numbers, of quantized types whole blocks."""
         _, block, type_size = self._qtype(info)
-        if inner % block:  # a 1-D quantized tensor: a "row" is one value, not whole blocks
-            return None
-        row_bytes = inner // block * type_size
-        buf = pread_exact(self._fd, (stop - start) * row_bytes, info.offset + start * row_bytes, self.path)
-        return buf.reshape(stop - start, row_bytes)
+        inner = math.prod(info.shape[1:])
+        if inner % block:
+            raise CheckpointError(self.path, f"{info.name}: rows of {inner} values cut through {info.dtype} blocks of {block}")
+        return inner // block * type_size
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+    @contextmanager
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        """Rows ``start:stop`` as stored, uint8 (rows, row_bytes): numbers for plain types, blocks for quantized ones."""
+        row_bytes = self._row_bytes(info)
+        yield pread_exact(self._fd, (stop - start) * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(
+            stop - start, row_bytes
+        )
+
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        """Rows as float64: plain floats straight from their bytes (F64 stays exact), quantized ones dequantized."""
+        if info.dtype in PLAIN and info.dtype not in INTEGER:
+            with self.stored_rows(info, start, stop) as raw:
+                return raw.view(PLAIN[info.dtype]).reshape((stop - start, *info.shape[1:])).astype(np.float64)
+        return self.read_rows(info, start, stop).astype(np.float64)
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Columns of a 2-D tensor: GGUF stores whole rows (blocks run along them), so every row is read."""
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
+        return columns_from_rows(self.read_rows, info, start, stop)
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         """Rows ``start:stop`` as float32; quantized blocks are dequantized for these rows only."""
         if info.dtype in INTEGER:
             raise CheckpointError(self.path, f"{info.name}: type {info.dtype} is not a floating-point type")
-        if info.dtype == "F64":  # not in gguf.quants' table
-            return self.read_raw_rows(info, start, stop).astype(np.float32)
-        qtype, block, type_size = self._qtype(info)
-        inner = math.prod(info.shape[1:])
         rows = stop - start
         if rows <= 0:
             return np.zeros((0, *info.shape[1:]), dtype=np.float32)
+        if info.dtype == "F64":  # not in gguf.quants' table
+            with self.stored_rows(info, start, stop) as raw:
+                return raw.view(PLAIN["F64"]).reshape((rows, *info.shape[1:])).astype(np.float32)
+        qtype, block, type_size = self._qtype(info)
+        inner = math.prod(info.shape[1:])
         if inner % block == 0:  # the usual case: every row is whole blocks (plain types are blocks of one)
             row_bytes = inner // block * type_size
-            raw = pread_exact(self._fd, rows * row_bytes, info.offset + start * row_bytes, self.path).reshape(rows, row_bytes)
+            raw = pread_exact(self._fd, rows * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(rows, row_bytes)
             values = self._dequantize(info, qtype, raw)  # (rows, row_bytes) uint8 -> (rows, inner) float32
         else:  # rows that cut through blocks (1-D tensors): read the covering blocks, then slice
             first, last = start * inner // block, -(-stop * inner // block)
-            raw = pread_exact(self._fd, (last - first) * type_size, info.offset + first * type_size, self.path)
+            raw = pread_exact(self._fd, (last - first) * type_size, _offset(info) + first * type_size, self.path)
             skip = start * inner - first * block
             values = self._dequantize(info, qtype, raw.reshape(1, -1)).reshape(-1)[skip : skip + rows * inner]
-        return values.reshape((rows, *info.shape[1:]))
+        return values.reshape((rows, *info.shape[1:])).astype(np.float32, copy=False)
 
     def _dequantize(self, info: TensorInfo, qtype: GGMLQuantizationType, raw: np.ndarray) -> np.ndarray:
         try:
@@ -308,17 +372,6 @@ class GGUFFile:
             self._fd = -1
 
 
-def open_gguf(path: str | Path) -> Checkpoint:
-    """A ``Checkpoint`` over one GGUF file; its metadata plays the part of config.json."""
-    from ..checkpoint import Checkpoint
-
-    path = Path(path)
-    reader = GGUFFile(path)
-    return Checkpoint(
-        path=path,
-        format=reader.format,
-        tensors={t.name: t for t in reader.tensors},
-        readers={path: reader},
-        metadata=reader.metadata,
-        tokens=reader.tokens,
-    )
+def _offset(info: TensorInfo) -> int:
+    assert info.offset is not None  # every GGUF tensor has one (set in _tensor_info)
+    return info.offset

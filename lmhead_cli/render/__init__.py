@@ -8,9 +8,12 @@ into ``Text`` objects, never into markup, so they cannot style the output.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,11 @@ def stdout_console() -> Console:
     if not console.is_terminal:
         console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False)
     return console
+
+
+def output_width() -> int:
+    """Columns that stdout's tables may use: the terminal's width, or ``PLAIN_WIDTH`` in a pipe."""
+    return stdout_console().width
 
 
 def emit(renderable: RenderableType) -> None:
@@ -71,14 +79,26 @@ def _plain(renderable: RenderableType) -> RenderableType:
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    """Strict JSON (RFC 8259): a number that is not finite (NaN, ±Infinity) is written as null, never as a bare token."""
+    sys.stdout.write(json.dumps(strict_json(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
+def strict_json(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python values, enums as their values and non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        return strict_json(value.item())
+    if isinstance(value, Enum):
+        return strict_json(value.value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
@@ -104,16 +124,30 @@ def warn(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
+PROGRESS_MIN_ELEMENTS = 2**26  # head weights (V·d) below which a projection is too quick to need a bar
+PROGRESS_ENV = "LMHEAD_PROGRESS_MIN_ELEMENTS"  # overrides it (tests show the bar on a tiny head)
+
+
+def progress_wanted(elements: int) -> bool:
+    """Whether a projection over a head of ``elements`` weights is slow enough to show a bar."""
+    try:
+        threshold = int(os.environ.get(PROGRESS_ENV, PROGRESS_MIN_ELEMENTS))
+    except ValueError:
+        threshold = PROGRESS_MIN_ELEMENTS
+    return elements > threshold
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal; a no-op otherwise."""
+    """A transient progress bar on stderr when it is a terminal; a no-op otherwise."""
     console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not enabled or not console.is_terminal or console.is_dumb_terminal:
         yield None
         return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    with Progress(Text(description), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -15,7 +16,7 @@ from ..tokens import Vocabulary
 
 def head_warnings(anatomy: HeadAnatomy) -> list[str]:
     """What a person must know before trusting these predictions."""
-    if anatomy.config_tied is False and anatomy.head is None:
+    if anatomy.tie.config_directs is False and anatomy.head is None:
         return [
             f"no head is stored and the config says untied: the loaded model would have a random head; "
             f"showing {anatomy.head_matrix} as the head"
@@ -23,7 +24,7 @@ def head_warnings(anatomy: HeadAnatomy) -> list[str]:
     return []
 
 
-def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int) -> list[Text]:
+def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int, text_note: str | None = None) -> list[Text]:
     """The head as applied (norm, scale, matrix, transforms), then what the reader should know."""
     norm = anatomy.final_norm
     steps = []
@@ -39,6 +40,8 @@ def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, m
     steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
     lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
     lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy)]
+    if text_note:
+        lines.append(Text(text_note, style="dim"))
     if vocab is None:
         lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
     if masked:
@@ -141,38 +144,86 @@ def _prob_style(prob: float) -> str:
     return "dim"
 
 
-def lens_view(p: Predictions, vocab: Vocabulary | None, header: list[Text], inputs: list[int] | None) -> Group:
-    """Rows are layers, columns positions; each cell the top-1 token and its probability."""
+def lens_view(p: Predictions, vocab: Vocabulary | None, header: list[Text], inputs: list[int] | None, width: int | None = None) -> Group:
+    """Rows are layers, columns positions; each cell the top-1 token and its probability.
+
+    With ``width`` (the terminal's), positions are split into blocks of columns that fit it,
+    one table per block, rather than squeezing every cell to an ellipsis."""
     t = p.topk
     layers = sorted({c["layer"] for c in p.coords})
     positions = list(dict.fromkeys(c["position"] for c in p.coords))
     batches = sorted({c.get("batch", 0) for c in p.coords})
     parts: list[Any] = list(header)
     index = {tuple(sorted(c.items())): i for i, c in enumerate(p.coords)}
+
+    def state(layer: int, pos: int, b: int) -> int:
+        return index[tuple(sorted({"layer": layer, "position": pos, **({"batch": b} if "batch" in p.axes else {})}.items()))]
+
     for b in batches:
         parts.append(Text(f"logit lens: top-1 per layer and position{f' (batch {b})' if len(batches) > 1 else ''}", style="bold"))
-        table = Table()
-        table.add_column("layer", justify="right")
-        for pos in positions:
-            head = f"{pos}"
-            if inputs is not None and pos < len(inputs):
-                head += f"\n{_token(vocab, inputs[pos])}"
-            table.add_column(Text(head), justify="center")
-        for layer in layers:
-            cells = []
-            for pos in positions:
-                coords = {"layer": layer, "position": pos, **({"batch": b} if "batch" in p.axes else {})}
-                i = index[tuple(sorted(coords.items()))]
-                prob = float(t.probs[i, 0])
-                cells.append(Text(f"{_token(vocab, int(t.ids[i, 0]))}\n{prob:.2f}", style=_prob_style(prob)))
-            table.add_row(str(layer), *cells)
+        heads = {pos: _lens_head(pos, vocab, inputs) for pos in positions}
+        cells = {(layer, pos): _lens_cell(vocab, t, state(layer, pos, b)) for layer in layers for pos in positions}
+        targets = None
         if t.target_ids is not None:
-            row = []
-            for pos in positions:
-                i = index[tuple(sorted({"layer": layers[-1], "position": pos, **({"batch": b} if "batch" in p.axes else {})}.items()))]
-                row.append(Text(_token(vocab, int(t.target_ids[i])) if t.target_ids[i] >= 0 else "", style="cyan"))
-            table.add_section()
-            table.add_row(Text("target", style="cyan"), *row)
-        parts.append(table)
+            targets = {pos: _lens_target(vocab, t, state(layers[-1], pos, b)) for pos in positions}
+        for block in _blocks(positions, heads, cells, targets, layers, width):
+            table = Table()
+            table.add_column("layer", justify="right")
+            for pos in block:
+                table.add_column(heads[pos], justify="center")
+            for layer in layers:
+                table.add_row(str(layer), *(cells[layer, pos] for pos in block))
+            if targets is not None:
+                table.add_section()
+                table.add_row(Text("target", style="cyan"), *(targets[pos] for pos in block))
+            parts.append(table)
     parts.extend(_summary_lines(p))
     return Group(*parts)
+
+
+def _lens_head(pos: int, vocab: Vocabulary | None, inputs: list[int] | None) -> Text:
+    head = f"{pos}"
+    if inputs is not None and pos < len(inputs):
+        head += f"\n{_token(vocab, inputs[pos])}"
+    return Text(head)
+
+
+def _lens_cell(vocab: Vocabulary | None, t: Any, i: int) -> Text:
+    prob = float(t.probs[i, 0])
+    return Text(f"{_token(vocab, int(t.ids[i, 0]))}\n{prob:.2f}", style=_prob_style(prob))
+
+
+def _lens_target(vocab: Vocabulary | None, t: Any, i: int) -> Text:
+    return Text(_token(vocab, int(t.target_ids[i])) if t.target_ids[i] >= 0 else "", style="cyan")
+
+
+def _blocks(
+    positions: list[int],
+    heads: dict[int, Text],
+    cells: dict[tuple[int, int], Text],
+    targets: dict[int, Text] | None,
+    layers: list[int],
+    width: int | None,
+) -> list[list[int]]:
+    """Consecutive positions grouped so that each table (boxed: 3 cells of padding and rule per column) fits ``width``."""
+    if width is None:
+        return [positions]
+
+    def widest(texts: list[Text]) -> int:
+        return max(max(cell_len(line) for line in text.plain.split("\n")) for text in texts)
+
+    def needed(pos: int) -> int:
+        column = [heads[pos], *(cells[layer, pos] for layer in layers), *([targets[pos]] if targets else [])]
+        return widest(column) + 3
+
+    used = 1 + max(len("layer"), len("target"), *(len(str(layer)) for layer in layers)) + 3  # left edge + layer column
+    blocks: list[list[int]] = [[]]
+    total = used
+    for pos in positions:
+        w = needed(pos)
+        if blocks[-1] and total + w > width:
+            blocks.append([])
+            total = used
+        blocks[-1].append(pos)
+        total += w
+    return blocks

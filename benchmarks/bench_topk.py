@@ -107,7 +107,7 @@ def topk_profile(ckpt: Path) -> list[tuple[str, float]]:
     read = C.pick(rows, "<built-in method posix.preadv>") + C.pick(rows, "<built-in method posix.pread>")
     alloc = C.pick(rows, "<built-in method numpy.empty>")
     read_rows = C.pick(rows, "read_rows", "safetensors.py", key="cumtime")
-    read_raw = C.pick(rows, "read_raw_rows", "safetensors.py", key="cumtime")
+    read_raw = C.pick(rows, "stored_rows", "safetensors.py", key="cumtime")  # the map window read_rows converts from
     fold = C.pick(rows, "add", "head.py", key="cumtime")
     fold_topk = C.pick(rows, "_fold_topk", "head.py", key="cumtime")
     fold_lse = C.pick(rows, "_fold_lse", "head.py", key="cumtime")

@@ -128,15 +128,15 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     gguf = ckpt.format is Format.GGUF
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
     lm = None if gguf else language_config(config)
-    nested = lm is not None and lm.nesting is not None
-    settings = lm.config if nested else config  # where the language model's sizes, norm and eps live
-    arch = _gguf_architecture(config) if gguf else architecture_of(settings)
-    conv = gguf_convention(arch, config) if gguf else CONVENTIONS.get(arch) if arch else None
-    where = "GGUF metadata" if gguf else (f"config {lm.nesting}" if nested else "config")
+    nest = lm if lm is not None and lm.nesting is not None else None  # a wrapper's language model, nested
+    settings = nest.config if nest else config  # where the language model's sizes, norm and eps live
+    arch = _gguf_architecture(ckpt.metadata) if gguf else architecture_of(settings)
+    conv = gguf_convention(arch, ckpt.metadata) if gguf else CONVENTIONS.get(arch) if arch else None
+    where = "GGUF metadata" if gguf else (f"config {nest.nesting}" if nest else "config")
     explain: dict[str, str] = {}
     names = ckpt.tensors
-    if nested:
-        explain["language model"] = f"{lm.wrapper_type or 'wrapper'} nests a {arch or 'unknown'} model in {lm.nesting}"
+    if nest:
+        explain["language model"] = f"{nest.wrapper_type or 'wrapper'} nests a {arch or 'unknown'} model in {nest.nesting}"
     if conv and not gguf:
         conv, layout = relocate(conv, names)
         if layout != "plain decoder layout":
@@ -155,8 +155,8 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     tie_problems: tuple[Problem, ...] = ()
     if gguf:
         source, directs, reason, flag = TieSource.GGUF, *_gguf_tying(head_name, emb)
-    elif nested and lm is not None and config is not None:
-        directs, reason, flag, flag_problems = wrapped_tying(config, lm)
+    elif nest and config is not None:
+        directs, reason, flag, flag_problems = wrapped_tying(config, nest)
         source, tie_problems = TieSource.WRAPPER, tuple(Problem(ProblemKind.TIE_FLAGS_DISAGREE, p) for p in flag_problems)
     elif config is None:
         source, directs, reason, flag = TieSource.NO_CONFIG, None, "no config", None
@@ -171,6 +171,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     matrix = emb if (tied or head_name is None) else head_name
     if matrix is None:  # tied by config but no embedding stored: the head stands in for it
         matrix, tied = head_name, False
+    assert matrix is not None  # an embedding or a head was found (checked above)
     shape = names[matrix].shape
     if len(shape) != 2:
         raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix must be 2-D (V, d)")
@@ -185,12 +186,12 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     except AnatomyError as exc:  # a bad setting: name the file it came from
         raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
     if gguf:
-        _gguf_explain(arch, config, norm, explain)
-    problems = _gguf_size_problems(config, arch, vocab, hidden, matrix) if gguf else _size_problems(settings, vocab, hidden, matrix)
+        _gguf_explain(arch, ckpt.metadata, norm, explain)
+    problems = _gguf_size_problems(ckpt.metadata, arch, vocab, hidden, matrix) if gguf else _size_problems(settings, vocab, hidden, matrix)
     transforms = _transforms(settings, conv, explain, where)
-    if nested and lm.wrapper and not lm.wrapper.applies_text_transforms and transforms:
+    if nest and nest.wrapper and not nest.wrapper.applies_text_transforms and transforms:
         for t in transforms:
-            explain[f"transform:{t.kind}"] = f"{t.source}, but {lm.wrapper_type}'s head does not apply it"
+            explain[f"transform:{t.kind}"] = f"{t.source}, but {nest.wrapper_type}'s head does not apply it"
         transforms = ()
     pre_head = tuple(t for t in transforms if t.kind.before_head)
     transforms = tuple(t for t in transforms if not t.kind.before_head)
@@ -226,7 +227,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         values_identical=identical,
         problems=problems,
         tie_problems=tie_problems,
-        wrapper=lm.wrapper_type if nested else None,
+        wrapper=nest.wrapper_type if nest else None,
         head_candidates=_head_candidates(names, (vocab, hidden), {emb, head_name, *(conv.aliases if conv else ())}),
         guesses=guesses,
         verified=conv is not None,
@@ -315,6 +316,7 @@ def _pick(
     if table:
         # The architecture is known but its names are absent: the head is simply not stored.
         if role == "head":
+            _no_unread_head(ckpt, table)
             explain[role] = f"not stored (looked for {', '.join(table)})"
             return None
     for pattern in patterns:
@@ -325,6 +327,18 @@ def _pick(
             return name
     explain[role] = "not found"
     return None
+
+
+def _no_unread_head(ckpt: Checkpoint, table: tuple[str, ...]) -> None:
+    """A head module with stored tensors lmhead did not recognise is not "no head": refuse, never fall back."""
+    for name in table:
+        module = name.rsplit(".", 1)[0] + "."
+        stored = sorted(n for n in ckpt.on_disk if n.startswith(module) and n not in ckpt.tensors)
+        stored = stored or sorted(n for n in ckpt.tensors if n.startswith(module) and n != name and not n.endswith(".bias"))
+        if stored:
+            raise AnatomyError(
+                ckpt.path, f"{module[:-1]} stores {', '.join(stored[:3])} but no {name} lmhead can read; it will not guess another head"
+            )
 
 
 def _head_candidates(names: dict, shape: tuple[int, int], taken: set) -> tuple[str, ...]:
@@ -489,8 +503,10 @@ def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: 
 def _transforms(
     config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config"
 ) -> tuple[LogitTransform, ...]:
-    out = []
-    for t in conv.transforms if conv else ():
+    out: list[LogitTransform] = []
+    if conv is None:
+        return ()
+    for t in conv.transforms:
         raw = (config or {}).get(t.key, t.default)
         if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)):
             continue

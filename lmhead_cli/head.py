@@ -38,6 +38,21 @@ class TopK:
     target_probs: np.ndarray | None = None  # (N,) float64
     target_ranks: np.ndarray | None = None  # (N,) int64, 1 = top
 
+    @property
+    def scored_targets(self) -> TargetScores | None:
+        """The four target columns together, or None when no targets were given."""
+        if self.target_ids is None or self.target_logits is None or self.target_probs is None or self.target_ranks is None:
+            return None
+        return TargetScores(self.target_ids, self.target_logits, self.target_probs, self.target_ranks)
+
+
+@dataclass(frozen=True)
+class TargetScores:
+    ids: np.ndarray  # (N,) int64; -1 where a position has no target
+    logits: np.ndarray  # (N,) float32
+    probs: np.ndarray  # (N,) float64
+    ranks: np.ndarray  # (N,) int64, 1 = top
+
 
 def default_chunk_rows(hidden_size: int) -> int:
     return max(64, CHUNK_BYTES // (4 * hidden_size))
@@ -220,10 +235,13 @@ class _Fold:
         self.max = new_max
 
     def _fold_targets(self, start: int, logits: np.ndarray) -> None:
+        targets = self.targets
+        if targets is None:
+            return
         above = logits > self.t_logit[:, None]  # (N, C); NaN targets compare False
-        own = (self.targets >= start) & (self.targets < start + logits.shape[1])
+        own = (targets >= start) & (targets < start + logits.shape[1])
         rows = np.flatnonzero(own)
-        above[rows, self.targets[rows] - start] = False  # never count the target against itself
+        above[rows, targets[rows] - start] = False  # never count the target against itself
         self.t_above += above.sum(axis=1)
 
     def result(self, masked_rows: int) -> TopK:

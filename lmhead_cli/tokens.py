@@ -11,9 +11,12 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TokenizerError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
@@ -60,7 +63,7 @@ class Vocabulary:
 
     source: str
     size: int  # ids 0 .. size-1 are the tokenizer's (added tokens included)
-    _tokenizer: Any = None
+    _tokenizer: Tokenizer | None = None
     _tokens: list[str] | None = None
     _build: Callable[[], Any] | None = None  # builds the encoder on first use (a GGUF's tokenizer metadata)
     add_special: bool = False  # encode adds the tokenizer's BOS/EOS (a GGUF's add_bos_token)
@@ -75,6 +78,8 @@ class Vocabulary:
             return None
         if self._tokens is not None:
             return self._tokens[token_id]
+        if self._tokenizer is None:
+            return None
         raw = self._tokenizer.id_to_token(token_id)
         if raw is None:
             return None

@@ -19,16 +19,14 @@ from .conventions import (
     CONVENTIONS,
     EMBEDDING_PATTERNS,
     EPS_KEYS,
-    GGUF_LOGIT_SCALE,
-    GGUF_NORM_KEYS,
     HEAD_PATTERNS,
     NORM_PATTERNS,
     Convention,
     NormKind,
     TransformKind,
-    gguf_convention,
 )
 from .errors import AnatomyError, LmheadError
+from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
 from .problems import Problem, ProblemKind
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
@@ -153,8 +151,11 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     bias = _head_bias(ckpt, conv, head_name, explain)
     shares = _shares_storage(ckpt, emb, head_name)
     tie_problems: tuple[Problem, ...] = ()
-    if gguf:
-        source, directs, reason, flag = TieSource.GGUF, *_gguf_tying(head_name, emb)
+    ignores_head = False
+    if gguf:  # llama.cpp's rule for the file's architecture (gguf_conventions)
+        rule = gguf_tying(arch, None if shares else head_name, emb)
+        source, directs, reason, flag = TieSource.GGUF, rule.config_tied, rule.source, None
+        ignores_head, tie_problems = rule.forced, rule.problems
     elif nest and config is not None:
         directs, reason, flag, flag_problems = wrapped_tying(config, nest)
         source, tie_problems = TieSource.WRAPPER, tuple(Problem(ProblemKind.TIE_FLAGS_DISAGREE, p) for p in flag_problems)
@@ -162,7 +163,9 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         source, directs, reason, flag = TieSource.NO_CONFIG, None, "no config", None
     else:
         source, directs, reason, flag = TieSource.CONFIG, *_tying(config, conv, arch)
-    evidence = TieEvidence(source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares)
+    evidence = TieEvidence(
+        source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares, loader_ignores_head=ignores_head
+    )
     identical = _values_identical(ckpt, emb, head_name, explain) if values_decide(evidence) else None
     tied = loads_tied(evidence, identical)
     tie_reason = _tie_reason(evidence, tied, identical, head_name, emb)
@@ -186,8 +189,12 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     except AnatomyError as exc:  # a bad setting: name the file it came from
         raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
     if gguf:
-        _gguf_explain(arch, ckpt.metadata, norm, explain)
-    problems = _gguf_size_problems(ckpt.metadata, arch, vocab, hidden, matrix) if gguf else _size_problems(settings, vocab, hidden, matrix)
+        explain.update(gguf_explain(arch, ckpt.metadata, norm.kind if norm else None))
+    problems = (
+        _gguf_size_problems(ckpt.metadata, arch, vocab, hidden, matrix) + gguf_metadata_problems(arch, ckpt.metadata)
+        if gguf
+        else _size_problems(settings, vocab, hidden, matrix)
+    )
     transforms = _transforms(settings, conv, explain, where)
     if nest and nest.wrapper and not nest.wrapper.applies_text_transforms and transforms:
         for t in transforms:
@@ -400,6 +407,8 @@ def _values_identical(ckpt: Checkpoint, emb: str | None, head: str | None, expla
 
 def _tie_reason(e: TieEvidence, tied: bool, identical: bool | None, head: str | None, emb: str | None) -> str:
     """Why ``loads_tied`` decided as it did, in words."""
+    if e.loader_ignores_head:  # llama.cpp's always-tied graphs: the rule says it all
+        return e.reason
     if e.config_directs is False:
         return e.reason + ("; no head is stored" if head is None else "")
     if e.shares_storage:
@@ -523,26 +532,6 @@ def _transforms(
 def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
     arch = metadata.get("general.architecture")
     return arch if isinstance(arch, str) and arch else None
-
-
-def _gguf_tying(head: str | None, emb: str | None) -> tuple[bool | None, str, None]:
-    """llama.cpp's loaders take output.weight when it is stored and fall back to the embedding when not."""
-    if head is None:
-        return None, f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head", None
-    return False, f"GGUF stores {head}: llama.cpp uses it as the head", None
-
-
-def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | None, explain: dict[str, str]) -> None:
-    """Say why the norm has its kind, and which metadata lmhead saw but does not apply."""
-    if norm is not None and arch is not None:
-        present = [f"{arch}.{suffix}" for suffix, _ in GGUF_NORM_KEYS if f"{arch}.{suffix}" in metadata]
-        why = f"{present[0]} present" if present else "no eps key in the metadata; llama.cpp's usual RMSNorm assumed"
-        if arch.startswith("gemma"):
-            why += "; convert_hf_to_gguf.py stored Gemma's 1 + w, so the weight multiplies as is"
-        explain["norm_kind"] = f"{norm.kind}: {why}"
-    key = f"{arch}.logit_scale"
-    if arch is not None and arch not in GGUF_LOGIT_SCALE and key in metadata:
-        explain["transform:logit_scale"] = f"{key}={metadata[key]} not applied: lmhead does not know how llama.cpp's {arch} graph uses it"
 
 
 def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[Problem, ...]:

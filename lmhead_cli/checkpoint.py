@@ -228,7 +228,9 @@ def _open_directory(directory: Path) -> Checkpoint:
         return _open_gguf(ggufs[0])
     for what, found in (("index files", indexes), ("PyTorch files", torch_files), (".gguf files", ggufs)):
         if len(found) > 1:
-            raise CheckpointError(directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"name it: {found[0]}")
+            raise CheckpointError(
+                directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"give the file itself as CKPT, e.g. {found[0]}"
+            )
     raise CheckpointError(
         directory,
         "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",

@@ -119,3 +119,37 @@ def test_the_readme_architecture_list_is_generated_from_the_table():
     from readme_architectures import README, current, section
 
     assert current(README.read_text()) == section(), "regenerate: python tests/readme_architectures.py --write"
+
+
+# The cases issue 13 found wrong under the old hand-written table, as transformers' modeling code has them.
+ISSUE_CASES = {
+    "qwen3_next": ("model.norm", "rmsnorm-1p", []),
+    "qwen3_5_text": ("model.norm", "rmsnorm-1p", []),
+    "vaultgemma": ("model.norm", "rmsnorm-1p", ["final_logit_softcapping"]),
+    "recurrent_gemma": ("model.final_norm", "rmsnorm-1p", ["logits_soft_cap"]),
+    "nemotron": ("model.norm", "layernorm-1p", []),
+    "lfm2": ("model.embedding_norm", "rmsnorm", []),
+    "xglm": ("model.layer_norm", "layernorm", []),
+    "biogpt": ("biogpt.layer_norm", "layernorm", []),
+    "openai-gpt": (None, "none", []),
+    "falcon_h1": ("model.final_layernorm", "rmsnorm", ["lm_head_multiplier"]),
+    "granitemoehybrid": ("model.norm", "rmsnorm", ["logits_scaling"]),
+    "gemma3n_text": ("model.norm", "rmsnorm", ["final_logit_softcapping"]),
+    "nanochat": ("model.norm", "rmsnorm-unweighted", ["final_logit_softcapping"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ISSUE_CASES))
+def test_the_families_the_old_table_got_wrong(case):
+    final_norm, kind, keys = ISSUE_CASES[case]
+    entry = FAMILIES[case]
+    assert (entry["final_norm"], entry["norm"], [key for _, key, _ in entry["transforms"]]) == (final_norm, kind, keys)
+
+
+def test_rwkv_head_and_stored_buffers():
+    assert FAMILIES["rwkv"]["head"] == "head.weight"
+    assert FAMILIES["openai-gpt"]["embedding"] == "transformer.tokens_embed.weight"
+    minimax = {b.split("\\.")[-1].rstrip("$") for b in FAMILIES["minimax"]["buffers"]}
+    assert {"diagonal_decay", "key_decay", "query_decay", "slope_rate"} <= minimax
+    apertus = {b.split("\\.")[-1].rstrip("$") for b in FAMILIES["apertus"]["buffers"]}
+    assert {"beta", "eps"} <= apertus

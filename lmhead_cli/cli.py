@@ -284,12 +284,13 @@ def topk(
     inputs = None
     target_ids = None
     text_note = None
+    text_warnings: list[str] = []
     if text is not None:
         if vocab is None:
             raise TokenizerError(checkpoint.path, "--text needs a tokenizer.json", hint="pass --tokenizer PATH")
         inputs = vocab.encode(text)
         target_ids = targets_from_text(inputs, states.positions)
-        text_note = vocab.note
+        text_note, text_warnings = vocab.note, vocab.warnings(text)
     elif targets is not None:
         target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
     limit = None
@@ -317,14 +318,14 @@ def topk(
     guessed = [*anatomy.guesses, *([] if no_norm else norm_weight_warnings(checkpoint, anatomy))]
     for line in guessed:
         render.warn(line)
-    meta["warnings"] = [*guessed, *head_warnings(anatomy)]
+    meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings]
     meta["overrides"] = anatomy.overrides
     if inputs is not None and text_note is not None:
         meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note, text_warnings)
     view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)

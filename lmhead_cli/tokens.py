@@ -69,6 +69,7 @@ class Vocabulary:
     _build: Callable[[], Any] | None = None  # builds the encoder on first use (a GGUF's tokenizer metadata)
     add_special: bool = False  # encode adds the tokenizer's BOS/EOS (a GGUF's add_bos_token)
     note: str | None = None  # how --text is tokenized, when a person should be told (BOS added)
+    _warn: Callable[[str], str | None] | None = None  # a warning about how one text is tokenized
 
     def is_padding(self, token_id: int) -> bool:
         return self.text(token_id) is None
@@ -95,6 +96,11 @@ class Vocabulary:
         """The token for display: whitespace and control characters made visible."""
         text = self.text(token_id)
         return PADDING if text is None else visible(text)
+
+    def warnings(self, text: str) -> list[str]:
+        """What a person must know about how ``text`` was tokenized (a guess is labelled, never silent)."""
+        warning = self._warn(text) if self._warn else None
+        return [warning] if warning else []
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; with ``add_special``, BOS/EOS as the model's own tokenizer adds them."""
@@ -131,6 +137,7 @@ def vocabulary_from_tokens(
     build: Callable[[], Any] | None = None,
     add_special: bool = False,
     note: str | None = None,
+    warn: Callable[[str], str | None] | None = None,
 ) -> Vocabulary:
     """A vocabulary from a list of token strings (GGUF ``tokenizer.ggml.tokens``).
 
@@ -139,7 +146,9 @@ def vocabulary_from_tokens(
     ``build`` makes the encoder for --text when it is first needed.
     """
     show = {"gpt2": _byte_level_text, "llama": _sentencepiece_text}.get(model) if isinstance(model, str) else None
-    return Vocabulary(source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note)
+    return Vocabulary(
+        source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note, _warn=warn
+    )
 
 
 def _byte_level_text(token: str) -> str:

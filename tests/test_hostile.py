@@ -748,3 +748,26 @@ def test_unrecognised_head_tensors_are_never_a_random_head(tmp_path):
     folder = checkpoint_dir(tmp_path / "m", st_raw(tensors), config_json())
     result = invoke("topk", folder, hidden_file(tmp_path))
     assert_input_error(result, folder / "model.safetensors", r"lm_head\.\S+ looks like part of a quantized module")
+
+
+def test_nvfp4_head_is_counted_and_refused(tmp_path):
+    from hostile import _entry, quantized_head, st_raw
+
+    tensors, _ = quantized_head("ct_int4")
+    tensors["lm_head.weight_packed"] = _entry(np.zeros((V, D // 2), np.uint8))
+    tensors["lm_head.weight_scale"] = ("F8_E4M3", [V, 1], bytes(V))
+    tensors["lm_head.weight_global_scale"] = _entry(np.ones(1, np.float32))
+    qc = {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized"}
+    folder = checkpoint_dir(tmp_path / "m", st_raw(tensors), json.dumps({**json.loads(config_json()), "quantization_config": qc}))
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert data["head_params"] == V * D and data["quantization"]["head_layout"] == "compressed-tensors FP4"
+    line = assert_input_error(invoke("topk", folder, hidden_file(tmp_path)), folder, ".")
+    assert line.endswith("lm_head is compressed-tensors FP4-quantized; lmhead cannot dequantize it yet"), line
+
+
+def test_an_unknown_method_is_said_to_be_counted_as_stored(tmp_path):
+    config = json.dumps({**json.loads(config_json()), "quantization_config": {"quant_method": "hqq"}})
+    folder = checkpoint_dir(tmp_path / "m", valid_safetensors(), config)
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert "does not know how hqq stores weights" in data["quantization"]["note"]
+    assert "note: lmhead does not know how hqq" in invoke("count", folder).stdout

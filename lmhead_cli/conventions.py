@@ -58,6 +58,13 @@ class TransformKind(StrEnum):
     def before_head(self) -> bool:
         return self.value.startswith("pre-")
 
+    @property
+    def noun(self) -> str:
+        """What its value is called in messages: a softcap, a scale (multipliers), a divide (divisors)."""
+        return {"multiply": "scale", "pre-multiply": "scale", "pre-width-ratio": "scale", "pre-divide": "divide"}.get(
+            self.value, self.value
+        )
+
 
 LAYERNORM = NormKind.LAYERNORM
 RMSNORM = NormKind.RMSNORM

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TokenizerError
+from .files import read_regular
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
 PADDING = "⟨pad⟩"
+MAX_TOKENIZER_BYTES = 2**30  # the largest tokenizer.json files on the hub are tens of MB
 VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -116,18 +118,30 @@ class Vocabulary:
 
 
 def load_vocabulary(path: str | Path) -> Vocabulary:
-    """Read a Hugging Face ``tokenizer.json`` with the tokenizers library."""
+    """Read a Hugging Face ``tokenizer.json`` (a regular file of at most ``MAX_TOKENIZER_BYTES``) with the tokenizers library."""
     from tokenizers import Tokenizer
 
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"
+    data = read_regular(path, TokenizerError, "tokenizer", limit=MAX_TOKENIZER_BYTES)
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenizerError(path, "cannot read tokenizer: not UTF-8 text") from None
+    try:
+        tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # tokenizers raises a bare Exception for every failure
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TokenizerError(path, f"cannot read tokenizer: {reason}") from exc
-    return Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer)
+    return _checked(Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer))
+
+
+def _checked(vocab: Vocabulary) -> Vocabulary:
+    """A vocabulary of no tokens would mask every head row: refuse it."""
+    if vocab.size == 0:
+        raise TokenizerError(vocab.source, "holds no tokens", hint="pass the model's tokenizer.json with --tokenizer")
+    return vocab
 
 
 def vocabulary_from_tokens(
@@ -146,8 +160,10 @@ def vocabulary_from_tokens(
     ``build`` makes the encoder for --text when it is first needed.
     """
     show = {"gpt2": _byte_level_text, "llama": _sentencepiece_text}.get(model) if isinstance(model, str) else None
-    return Vocabulary(
-        source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note, _warn=warn
+    return _checked(
+        Vocabulary(
+            source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note, _warn=warn
+        )
     )
 
 

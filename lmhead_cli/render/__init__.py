@@ -21,12 +21,34 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.segment import Segment, Segments
 from rich.table import Table
-from rich.text import Text
+from rich.text import Text as RichText
 
 from ..errors import LmheadError
 from ..tokens import visible
 
 PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
+RICH_STRIPS = frozenset("\x07\x08\x0b\x0c\r")  # rich deletes these from text (rich.control.STRIP_CONTROL_CODES)
+
+
+def _shown(text: str) -> str:
+    """The control characters rich would silently delete, made visible (\\x07, \\r) instead."""
+    if RICH_STRIPS.isdisjoint(text):
+        return text
+    return "".join(visible(ch) if ch in RICH_STRIPS else ch for ch in text)
+
+
+class Text(RichText):
+    """rich's ``Text``, except that BEL, BS, VT, FF and CR in a name are shown escaped, not dropped.
+
+    Every renderer builds its text with this class, so a token or tensor name that holds them reads
+    as what it is; the other control characters are escaped by ``emit``.
+    """
+
+    def __init__(self, text: str = "", *args: Any, **kwargs: Any) -> None:
+        super().__init__(_shown(text), *args, **kwargs)
+
+    def append(self, text: str | RichText, style: Any = None) -> RichText:
+        return super().append(_shown(text) if isinstance(text, str) else text, style)
 
 
 def stdout_console() -> Console:
@@ -79,8 +101,22 @@ def _plain(renderable: RenderableType) -> RenderableType:
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    """Strict JSON (RFC 8259): a number that is not finite (NaN, ±Infinity) is written as null, never as a bare token."""
-    sys.stdout.write(json.dumps(strict_json(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Strict JSON (RFC 8259) in UTF-8: a number that is not finite (NaN, ±Infinity) is written as null, never as a
+    bare token, and text UTF-8 cannot encode (a lone surrogate from a ``\\udcff`` escape in a config) as a JSON
+    escape, never as a raw byte."""
+    clean = strict_json(data)
+    text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = json.dumps(clean, indent=2, ensure_ascii=True, allow_nan=False).encode("ascii")
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+    if out is None:  # a text-only stream (a caller's StringIO): it holds str, not bytes
+        sys.stdout.write(raw.decode("utf-8") + "\n")
+        return
+    sys.stdout.flush()
+    out.write(raw + b"\n")
+    out.flush()
 
 
 def strict_json(value: Any) -> Any:

@@ -6,12 +6,11 @@ from typing import Any
 
 from rich.console import Group as RichGroup
 from rich.table import Table
-from rich.text import Text
 
 from ..anatomy import HeadAnatomy
 from ..census import Census, Quantization
 from ..checkpoint import Checkpoint
-from . import human_bytes, human_count, percent
+from . import Text, human_bytes, human_count, percent
 
 LABELS = {
     "embedding": "token embedding",

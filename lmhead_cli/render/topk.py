@@ -7,11 +7,11 @@ from typing import Any
 from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from ..anatomy import HeadAnatomy
 from ..predict import Predictions
 from ..tokens import Vocabulary
+from . import Text
 
 
 def head_warnings(anatomy: HeadAnatomy) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +76,8 @@ OVERRIDE_OPTIONS = (
 
 
 def _remember_override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if isinstance(value, float) and not (math.isfinite(value) and (value > 0 if param.name == "logit_scale" else value >= 0)):
+        raise click.BadParameter(f"{value} is not usable: it must be finite and {'> 0' if param.name == 'logit_scale' else '≥ 0'}")
     if value is not None:
         ctx.meta.setdefault("lmhead.overrides", {})[param.name] = value
 

@@ -134,3 +134,12 @@ def test_doctor_calls_an_unknown_architecture_unverified(tmp_path):
 def test_doctor_on_a_verified_family_has_no_warnings():
     data = run_json("doctor", FAMILIES / "llama")
     assert data["verified"] is True and data["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--eps", "nan"), ("--eps", "-1"), ("--logit-scale", "0"), ("--softcap", "inf"), ("--softcap", "-2")]
+)
+def test_override_values_the_math_cannot_use_are_refused(option, value):
+    result = CliRunner().invoke(cli, ["topk", str(FAMILIES / "llama"), str(FAMILIES / "llama" / "reference.npz"), option, value])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output

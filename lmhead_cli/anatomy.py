@@ -122,13 +122,22 @@ def architecture_of(config: dict[str, Any] | None) -> str | None:
 
 
 def locate_head(
-    ckpt: Checkpoint, head: str | None = None, embedding: str | None = None, strict: bool = True, overrides: Overrides | None = None
+    ckpt: Checkpoint,
+    head: str | None = None,
+    embedding: str | None = None,
+    strict: bool = True,
+    values: bool = True,
+    overrides: Overrides | None = None,
 ) -> HeadAnatomy:
     """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name, ``overrides`` the math.
 
     A norm epsilon or logit transform the math cannot use (NaN, infinite, negative) is bad input
     (``AnatomyError`` naming the config), or with ``strict`` off one of the anatomy's ``problems``,
     left out of the head (doctor reports it).
+
+    ``values`` off (hf:// without --fetch-values): a stored head is never compared
+    with the embedding, so where that would decide tying it counts as not equal
+    (``loads_tied``'s reading of an unknown), and the caller must say so.
     """
     overrides = overrides or Overrides()
     gguf = ckpt.format is Format.GGUF
@@ -174,7 +183,9 @@ def locate_head(
     evidence = TieEvidence(
         source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares, loader_ignores_head=ignores_head
     )
-    identical = _values_identical(ckpt, emb, head_name, explain) if values_decide(evidence) else None
+    identical = _values_identical(ckpt, emb, head_name, explain) if values and values_decide(evidence) else None
+    if not values and values_decide(evidence):
+        explain["values"] = "not read (hf:// without --fetch-values)"
     tied = loads_tied(evidence, identical)
     tie_reason = _tie_reason(evidence, tied, identical, head_name, emb)
     explain["tied"] = tie_reason

@@ -16,7 +16,7 @@ from .anatomy import HeadAnatomy, Overrides, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .conventions import NormKind
-from .errors import HiddenStateError, LmheadError, TokenizerError
+from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
 from .hidden import load_hidden, load_target_ids
 from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
@@ -60,7 +60,14 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 # readable=False: lmhead checks each path itself and says why it cannot read it, in its own format.
 PATH = click.Path(path_type=Path, readable=False)
-ckpt_argument = click.argument("ckpt", metavar="CKPT", type=PATH)
+ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=str, readable=False))  # str: hf://org/name as written
+
+
+fetch_values_option = click.option(
+    "--fetch-values",
+    is_flag=True,
+    help="With hf://: also read the embedding and head values to compare them (says how many bytes first).",
+)
 
 
 OVERRIDE_OPTIONS = (
@@ -93,8 +100,12 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
     )
+    command = fetch_values_option(command)
     command = click.option(
-        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache."
+        "--remote", is_flag=True, help="CKPT is a repo id to read from the Hugging Face Hub over the network (same as hf://CKPT)."
+    )(command)
+    command = click.option(
+        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit (in the local cache, or on the hub)."
     )(command)
     for flag, kind, helptext in OVERRIDE_OPTIONS:
         command = click.option(flag, type=kind, expose_value=False, callback=_remember_override, help=helptext)(command)
@@ -107,11 +118,45 @@ json_option = click.option("--json", "json_", is_flag=True, help="One JSON objec
 
 
 def _open(
-    ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None, strict: bool = True
-) -> tuple[Checkpoint, HeadAnatomy]:
-    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict)
+    ckpt_path: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    fetch_values: bool,
+    full: bool = False,
+    strict: bool = True,
+) -> tuple[Checkpoint, HeadAnatomy, bool]:
+    """The checkpoint, its anatomy, and whether embedding and head values may be read: always for
+    local files; over hf:// only with --fetch-values, after saying how many bytes that reads."""
+    from . import render
+    from .tying import value_bytes
+
+    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict, remote=remote)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
-    return ckpt, locate_head(ckpt, head=head, embedding=embedding, strict=strict, overrides=_overrides())
+    values = ckpt.remote is None or fetch_values
+    if not values and full:
+        raise CheckpointError(ckpt.path, "--full compares every value, and hf:// reads values only when asked", hint="add --fetch-values")
+    overrides = _overrides()
+    if ckpt.remote is not None and fetch_values:
+        names = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=False, overrides=overrides)
+        render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")
+    anatomy = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=values, overrides=overrides)
+    for warning in _warnings(ckpt, anatomy, values):
+        render.warn(warning)
+    return ckpt, anatomy, values
+
+
+def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]:
+    """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
+    from .tying import values_unread
+
+    if values or not values_unread(ckpt, anatomy):
+        return []
+    return [
+        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
+        "without --fetch-values: counted as untied"
+    ]
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -192,8 +237,10 @@ def cli(debug: bool) -> None:
 
     \b
     CKPT is a Hugging Face model folder (safetensors or PyTorch, single or
-    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, or
-    a repo id (org/name) already in the local Hugging Face cache.
+    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, a
+    repo id (org/name) already in the local Hugging Face cache, or
+    hf://org/name[@revision] to read a safetensors repo from the hub without
+    downloading its weights (the only way lmhead touches the network).
 
     \b
     Examples:
@@ -211,7 +258,15 @@ def cli(debug: bool) -> None:
 @json_option
 @handle_errors
 def count(
-    ckpt: Path, head: str | None, embedding: str | None, revision: str | None, explain: bool, tokenizer: Path | None, json_: bool
+    ckpt: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    fetch_values: bool,
+    explain: bool,
+    tokenizer: Path | None,
+    json_: bool,
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
@@ -226,11 +281,11 @@ def count(
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     vocab = _vocabulary(checkpoint, tokenizer)
     result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     if json_:
-        emit_json(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain))
+        emit_json(_with_warnings(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain), checkpoint, anatomy, values))
     else:
         emit(census_view(checkpoint, anatomy, result))
         _emit_explain(anatomy, explain)
@@ -244,13 +299,15 @@ def count(
 @json_option
 @handle_errors
 def check_tying(
-    ckpt: Path,
+    ckpt: str,
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     full: bool,
     expect: str | None,
+    fetch_values: bool,
     json_: bool,
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
@@ -265,10 +322,10 @@ def check_tying(
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
-    report = diagnose_tying(checkpoint, anatomy, full=full)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
+    report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
     if json_:
-        emit_json(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain))
+        emit_json(_with_warnings(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain), checkpoint, anatomy, values))
     else:
         emit(tying_view(checkpoint, report, expect))
         _emit_explain(anatomy, explain)
@@ -296,7 +353,7 @@ def check_tying(
 @json_option
 @handle_errors
 def topk(
-    ckpt: Path,
+    ckpt: str,
     hidden: Path,
     k: int,
     key: str | None,
@@ -312,6 +369,8 @@ def topk(
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
+    fetch_values: bool,
     explain: bool,
     json_: bool,
 ) -> None:
@@ -334,7 +393,7 @@ def topk(
         raise LmheadError("--targets", "give --targets or --text, not both")
     if last_normed and not layers:
         raise LmheadError("--last-normed", "goes with --layers")
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     chosen = select_positions(positions, states.positions)
@@ -355,9 +414,9 @@ def topk(
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
     if target_ids is not None:
         check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
-    with render.progress_bar(
-        "projecting", enabled=not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
-    ) as progress:
+    fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
+    wanted = fetched is not None or render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
+    with render.progress_bar("projecting", enabled=not json_ and wanted, fetched=fetched) as progress:
         result = predict(
             checkpoint,
             anatomy,
@@ -372,10 +431,12 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    guessed = [*anatomy.guesses, *([] if no_norm else norm_weight_warnings(checkpoint, anatomy))]
+    # over hf:// the weight would be fetched twice (it is read again for the norm): local checkpoints only
+    check_weight = not no_norm and checkpoint.remote is None
+    guessed = [*anatomy.guesses, *(norm_weight_warnings(checkpoint, anatomy) if check_weight else [])]
     for line in guessed:
         render.warn(line)
-    meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings]
+    meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings, *_warnings(checkpoint, anatomy, values)]
     meta["overrides"] = anatomy.overrides
     if inputs is not None and text_note is not None:
         meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
@@ -396,13 +457,15 @@ def topk(
 @json_option
 @handle_errors
 def doctor(
-    ckpt: Path,
+    ckpt: str,
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     tokenizer: Path | None,
     full: bool,
+    fetch_values: bool,
     json_: bool,
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
@@ -418,15 +481,22 @@ def doctor(
     from .render import emit, emit_json
     from .render.doctor import doctor_json, doctor_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, strict=False)  # index gaps are problems to report
-    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full, strict=False)
+    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full, values=values)
     if json_:
-        emit_json(doctor_json(checkpoint, report))
+        emit_json(_with_warnings(doctor_json(checkpoint, report), checkpoint, anatomy, values))
     else:
         emit(doctor_view(checkpoint, report))
         _emit_explain(anatomy, explain)
     if not report.healthy:
         sys.exit(EXIT_PROBLEMS)
+
+
+def _with_warnings(data: dict[str, Any], ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> dict[str, Any]:
+    warnings = _warnings(ckpt, anatomy, values)
+    if warnings:
+        data["warnings"] = data.get("warnings", []) + warnings
+    return data
 
 
 def _with_explain(data: dict[str, Any], anatomy: HeadAnatomy, explain: bool) -> dict[str, Any]:

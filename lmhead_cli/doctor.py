@@ -31,17 +31,18 @@ class DoctorReport:
     warnings: list[str] = field(default_factory=list)  # guesses: the architecture is unverified, a suspicious norm weight
 
 
-def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, full: bool = False) -> DoctorReport:
-    """Counts, tying, vocabulary, norm and transforms; every problem found, in one report."""
+def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, full: bool = False, values: bool = True) -> DoctorReport:
+    """Counts, tying, vocabulary, norm and transforms; every problem found, in one report.
+    ``values`` off: tying from config and storage only (a remote checkpoint without --fetch-values)."""
     counts = census(ckpt, anatomy, tokenizer_vocab=vocab.size if vocab else None)
-    tying = diagnose_tying(ckpt, anatomy, full=full)
+    tying = diagnose_tying(ckpt, anatomy, full=full, values=values)
     audit = audit_vocabulary(ckpt, anatomy, vocab)
     problems = _unique([*tying.problems, *audit.problems, *counts.index_findings, *anatomy.problems])
     sizes = {p.message for p in anatomy.problems}  # check-tying shows these as notes; here they are problems
     notes = _unique([*(n for n in tying.notes if n not in sizes), *audit.notes, *ckpt.notes])
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
-    warnings = [f"unverified architecture: {g}" for g in anatomy.guesses] + norm_weight_warnings(ckpt, anatomy)
+    warnings = [f"unverified architecture: {g}" for g in anatomy.guesses] + (norm_weight_warnings(ckpt, anatomy) if values else [])
     return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes, warnings)
 
 

@@ -212,7 +212,7 @@ def locate_head(
         if gguf
         else _size_problems(settings, vocab, hidden, matrix)
     )
-    transforms = _transforms(settings, conv, explain, where, bad)
+    transforms = _transforms(settings, conv, explain, where, bad, zero_is_off=gguf)
     if bad and strict:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise AnatomyError(ckpt.config_path or ckpt.path, bad[0] + more)  # name the file the setting came from
@@ -586,8 +586,17 @@ def _shown(value: Any) -> str:
 
 
 def _transforms(
-    config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config", bad: list[str] | None = None
+    config: dict[str, Any] | None,
+    conv: Convention | None,
+    explain: dict[str, str],
+    where: str = "config",
+    bad: list[str] | None = None,
+    zero_is_off: bool = False,
 ) -> tuple[LogitTransform, ...]:
+    """The architecture's logit transforms with their values; 0 means "off" only where llama.cpp reads it so (GGUF).
+
+    transformers applies a config's value whenever it is not None, so a 0 there is unusable (a division by 0, or every
+    logit multiplied to 0): bad input, never silently dropped."""
     out: list[LogitTransform] = []
     if conv is None:
         return ()
@@ -598,7 +607,7 @@ def _transforms(
             continue
         if t.kind != TransformKind.SOFTCAP and value == 1.0:
             continue
-        if value == 0:  # llama.cpp reads 0 as "off"; capping or dividing by 0 is undefined
+        if value == 0 and zero_is_off:  # llama.cpp reads 0 as "off"
             continue
         why = _bad_transform(t.kind, value)
         if why is not None:

@@ -16,10 +16,9 @@ from .anatomy import HeadAnatomy, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .errors import HiddenStateError, LmheadError, TokenizerError
-from .hidden import load_hidden
-from .predict import predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
-from .tying import diagnose_tying
+
+# Modules only some commands use (hidden-state files, tying, prediction) are imported inside them.
 
 EXIT_PROBLEMS = 1
 EXIT_INPUT = 2
@@ -171,6 +170,7 @@ def check_tying(
     """
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
+    from .tying import diagnose_tying
 
     checkpoint, anatomy = _open(ckpt, head, embedding, revision)
     report = diagnose_tying(checkpoint, anatomy, full=full)
@@ -234,6 +234,8 @@ def topk(
       lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden_layers.npy --layers
     """
     from . import render
+    from .hidden import load_hidden
+    from .predict import predict, select_positions, targets_from_ids, targets_from_text
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:

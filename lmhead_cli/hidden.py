@@ -6,8 +6,10 @@ object array is refused before any of its bytes are interpreted.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
 import tokenize
 import warnings
 import zipfile
@@ -15,15 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import ml_dtypes
 import numpy as np
 
+from .dtypes import NARROW_FLOATS, STORAGE, to_float32
 from .errors import HiddenStateError
 
 __all__ = ["HiddenStates", "load_hidden"]
 
 NPY_MAGIC = b"\x93NUMPY"
-ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"}
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,30 @@ def _check_npy_header(path: Path, f: BinaryIO, size: int) -> None:
 
 
 def _read_safetensors(path: Path, key: str | None) -> tuple[np.ndarray, str]:
+    """Validated by the safetensors library; bfloat16 / float8 tensors (which its numpy side cannot
+    make without ml_dtypes) are read as raw bits from the validated offsets and widened here."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
             name = _choose_key(path, list(f.keys()), key)
-            return f.get_tensor(name), name
+            dtype = f.get_slice(name).get_dtype()
+            if dtype not in NARROW_FLOATS:
+                return f.get_tensor(name), name
     except SafetensorError as exc:
         raise HiddenStateError(path, f"not a valid safetensors file: {_one_line(exc)}") from exc
+    return _read_safetensors_narrow(path, name, dtype), name
+
+
+def _read_safetensors_narrow(path: Path, name: str, dtype: str) -> np.ndarray:
+    """One tensor of a header the library has just validated (offsets inside the file, sizes matching)."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        entry = json.loads(f.read(length))[name]
+        begin, end = entry["data_offsets"]
+        f.seek(8 + length + begin)
+        raw = np.frombuffer(f.read(end - begin), dtype=STORAGE[dtype])
+    return to_float32(raw, dtype).reshape(entry["shape"])
 
 
 def _read_torch(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
@@ -172,8 +189,8 @@ def _choose_key(path: Path, keys: list[str], key: str | None) -> str:
 def _as_float32(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "V" and array.dtype.itemsize == 2 and array.dtype.fields is None:
         # np.save writes an ml_dtypes bfloat16 array as raw 2-byte records ('|V2').
-        array = array.view(ml_dtypes.bfloat16)
-    if array.dtype.kind != "f" and array.dtype.name not in ML_FLOATS:
+        array = to_float32(array.view(STORAGE["BF16"]), "BF16")
+    if array.dtype.kind != "f":
         raise HiddenStateError(path, f"dtype {array.dtype} is not a floating-point type; hidden states are floats")
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, reported by _check_finite
         return np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d array 0-d, for the shape message

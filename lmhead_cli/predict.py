@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,7 +19,9 @@ from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .errors import HiddenStateError, TokenizerError
 from .head import TopK, normalise, project
-from .hidden import HiddenStates
+
+if TYPE_CHECKING:
+    from .hidden import HiddenStates
 
 __all__ = ["Predictions", "Summary", "predict", "select_positions", "targets_from_text", "targets_from_ids"]
 

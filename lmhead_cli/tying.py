@@ -250,9 +250,9 @@ def _same_bytes(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, start: int, stop
 
 def _values(ckpt: Checkpoint, info: TensorInfo, start: int, stop: int, wide: type) -> np.ndarray:
     """Rows as (C, d) numbers: float32 holds every narrower float exactly; float64 only for F64."""
-    if wide is np.float32:
-        return ckpt.read_rows(info.name, start, stop).reshape(stop - start, -1)
-    return ckpt.read_raw_rows(info.name, start, stop).reshape(stop - start, -1).astype(np.float64)
+    if info.dtype == "F64":
+        return ckpt.read_raw_rows(info.name, start, stop).reshape(stop - start, -1).astype(np.float64)
+    return ckpt.read_rows(info.name, start, stop).reshape(stop - start, -1).astype(wide, copy=False)
 
 
 class _Stats:

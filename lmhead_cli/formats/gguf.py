@@ -21,11 +21,11 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ml_dtypes
 import numpy as np
 from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGMLQuantizationType, GGUFValueType
 
+from ..dtypes import STORAGE
 from ..errors import CheckpointError
 from .base import TensorInfo, pread_exact
 
@@ -58,7 +58,7 @@ SCALARS: dict[GGUFValueType, str] = {  # struct format of each fixed-size value 
 PLAIN: dict[str, np.dtype] = {
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "BF16": STORAGE["BF16"],  # raw bits; values come from gguf.quants
     "F64": np.dtype("<f8"),
     "I8": np.dtype("i1"),
     "I16": np.dtype("<i2"),

@@ -17,24 +17,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
+from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
 from .base import FileMap, TensorInfo, pread_exact
 
-# safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read)
+# safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read);
+# bfloat16 and float8 are their raw bits (lmhead_cli.dtypes), widened by ``to_float32``
 NUMPY_DTYPES: dict[str, np.dtype | None] = {
     "F64": np.dtype(np.float64),
     "F32": np.dtype(np.float32),
     "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
-    "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
-    "F8_E4M3FNUZ": np.dtype(ml_dtypes.float8_e4m3fnuz),
-    "F8_E5M2FNUZ": np.dtype(ml_dtypes.float8_e5m2fnuz),
+    **{name: STORAGE[name] for name in ("BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ")},
     "C64": np.dtype(np.complex64),
     "I64": np.dtype(np.int64),
     "I32": np.dtype(np.int32),
@@ -169,7 +165,7 @@ class SafetensorsFile:
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
         with self.raw_window(info, start, stop) as raw:
-            return raw.astype(np.float32)
+            return _widen(raw, info.dtype)
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
         """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C).
@@ -179,7 +175,7 @@ class SafetensorsFile:
         """
         dtype = self._numpy_dtype(info)
         mapped = np.memmap(self.path, dtype=dtype, mode="r", offset=info.offset, shape=info.shape)
-        cols = np.array(mapped[:, start:stop], dtype=np.float32)
+        cols = _widen(mapped[:, start:stop], info.dtype)
         del mapped  # the last reference: unmapped here
         return cols
 
@@ -188,3 +184,8 @@ class SafetensorsFile:
             self._map.close()
             os.close(self._fd)
             self._fd = -1
+
+
+def _widen(raw: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored values -> a new float32 array (exact for every float type but F64)."""
+    return to_float32(raw, dtype) if dtype in STORAGE else np.array(raw, dtype=np.float32)

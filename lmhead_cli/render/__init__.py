@@ -28,9 +28,9 @@ PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
 
 
 def stdout_console() -> Console:
-    console = Console()
+    console = Console(emoji=False)  # emoji codes are never wanted here, and their table costs start-up time
     if not console.is_terminal:
-        console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False)
+        console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False, emoji=False)
     return console
 
 

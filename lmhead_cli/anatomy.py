@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, Format
 from .conventions import (
     ARCHITECTURE_TYPES,
     BUFFER_PATTERNS,
@@ -101,7 +101,7 @@ def architecture_of(config: dict[str, Any] | None) -> str | None:
 
 def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None = None) -> HeadAnatomy:
     """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name."""
-    gguf = ckpt.format == "gguf"
+    gguf = ckpt.format is Format.GGUF
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
     lm = None if gguf else language_config(config)
     nested = lm is not None and lm.nesting is not None
@@ -241,8 +241,7 @@ def _shares_storage(ckpt: Checkpoint, emb: str | None, head: str | None) -> bool
     """Two names over the same bytes (a PyTorch state dict of a tied model)."""
     if emb is None or head is None:
         return False
-    a, b = ckpt.tensors[emb], ckpt.tensors[head]
-    return (a.file, a.offset, a.nbytes) == (b.file, b.offset, b.nbytes)
+    return ckpt.tensors[emb].same_bytes_as(ckpt.tensors[head])
 
 
 def _head_bias(ckpt: Checkpoint, conv: Convention | None, head: str | None, explain: dict[str, str]) -> str | None:

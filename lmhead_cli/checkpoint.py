@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from .errors import CheckpointError
-from .formats.base import TensorInfo
+from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array
 
-__all__ = ["Checkpoint", "TensorInfo", "open_checkpoint"]
+__all__ = ["Checkpoint", "Format", "Reader", "TensorInfo", "open_checkpoint"]
 
 INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_INDEX = "pytorch_model.bin.index.json"
@@ -30,22 +28,16 @@ SAFETENSORS_MAGIC_MAX_HEADER = 100_000_000
 MAX_JSON_BYTES = 64 * 2**20  # config and index files are kilobytes; more is not a config
 
 
-class Reader(Protocol):
-    path: Path
-    format: str
-    tensors: list[TensorInfo]
-
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray: ...
-
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray | None: ...
-
-
 @dataclass
 class Checkpoint:
-    """Everything lmhead knows about a checkpoint before reading any tensor data."""
+    """Everything lmhead knows about a checkpoint before reading any tensor data.
+
+    It spans one ``Reader`` per file (shards) and reads by tensor name through
+    them; it never asks which format a reader is.
+    """
 
     path: Path  # what the user named
-    format: str  # "safetensors", "gguf", ...
+    format: Format
     tensors: dict[str, TensorInfo]
     readers: dict[Path, Reader] = field(repr=False)
     config: dict[str, Any] | None = None
@@ -68,40 +60,35 @@ class Checkpoint:
         except KeyError:
             raise CheckpointError(self.path, f"no tensor named {name!r}") from None
 
-    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+    def _reader(self, info: TensorInfo) -> Reader:
+        return self.readers[info.file]
+
+    def read_rows(self, name: str, start: int, stop: int) -> F32Array:
         """Rows ``start:stop`` of tensor ``name`` as float32; only those bytes are read."""
         info = self.info(name)
-        return self.readers[info.file].read_rows(info, start, stop)
+        return self._reader(info).read_rows(info, start, stop)
 
-    def read_raw_rows(self, name: str, start: int, stop: int) -> np.ndarray | None:
+    def read_rows_f64(self, name: str, start: int, stop: int) -> F64Array:
+        """The same rows as float64: exact for every floating type, F64 included."""
         info = self.info(name)
-        return self.readers[info.file].read_raw_rows(info, start, stop)
+        return self._reader(info).read_rows_f64(info, start, stop)
 
-    def read_cols(self, name: str, start: int, stop: int) -> np.ndarray | None:
-        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C); None when the format cannot."""
+    def read_cols(self, name: str, start: int, stop: int) -> F32Array:
+        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C)."""
         info = self.info(name)
-        reader = self.readers[info.file]
-        read = getattr(reader, "read_cols", None)
-        return None if read is None else read(info, start, stop)
+        return self._reader(info).read_cols(info, start, stop)
 
-    @contextmanager
-    def raw_rows(self, name: str, start: int, stop: int) -> Iterator[np.ndarray | None]:
-        """Rows in the stored dtype for a byte comparison, read in place where the format can."""
+    def stored_rows(self, name: str, start: int, stop: int) -> AbstractContextManager[U8Array]:
+        """Rows as stored, uint8 (rows, row_bytes), for a byte comparison; valid inside the ``with`` block."""
         info = self.info(name)
-        reader = self.readers[info.file]
-        window = getattr(reader, "raw_window", None)
-        if window is None:
-            yield reader.read_raw_rows(info, start, stop)
-            return
-        with window(info, start, stop) as rows:
-            yield rows
+        return self._reader(info).stored_rows(info, start, stop)
 
-    def read_tensor(self, name: str) -> np.ndarray:
+    def read_tensor(self, name: str) -> F32Array:
         """A whole (small) tensor as float32: norm weights, biases."""
         info = self.info(name)
         return self.read_rows(name, 0, info.rows).reshape(info.shape)
 
-    def row_chunks(self, name: str, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    def row_chunks(self, name: str, chunk_rows: int) -> Iterator[tuple[int, F32Array]]:
         """Yield ``(start, rows)`` float32 chunks covering the tensor's first axis."""
         rows = self.info(name).rows
         for start in range(0, rows, chunk_rows):
@@ -109,9 +96,7 @@ class Checkpoint:
 
     def close(self) -> None:
         for reader in self.readers.values():
-            close = getattr(reader, "close", None)
-            if close:
-                close()
+            reader.close()
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -153,9 +138,7 @@ def _open(path: Path, revision: str | None) -> Checkpoint:
     if kind in ("safetensors", "pytorch"):
         return _assemble(path, [path], path.parent)
     if kind == "gguf":
-        from .formats.gguf import open_gguf
-
-        return open_gguf(path)
+        return _open_gguf(path)
     raise CheckpointError(
         path,
         f"not a checkpoint lmhead can read ({kind})",
@@ -202,9 +185,7 @@ def _open_directory(directory: Path) -> Checkpoint:
         return _assemble(directory, [preferred_torch if preferred_torch in torch_files else torch_files[0]], directory)
     ggufs = sorted(p for p in directory.glob("*.gguf") if p.is_file())
     if len(ggufs) == 1:
-        from .formats.gguf import open_gguf
-
-        return open_gguf(ggufs[0])
+        return _open_gguf(ggufs[0])
     if len(indexes) > 1:
         names = ", ".join(p.name for p in indexes)
         raise CheckpointError(directory, f"several index files ({names}); name the one to use")
@@ -254,6 +235,21 @@ def _reader(file: Path) -> Reader:
     from .formats.torch import TorchFile
 
     return TorchFile(file)
+
+
+def _open_gguf(path: Path) -> Checkpoint:
+    """A ``Checkpoint`` over one GGUF file; its metadata plays the part of config.json."""
+    from .formats.gguf import GGUFFile
+
+    reader = GGUFFile(path)
+    return Checkpoint(
+        path=path,
+        format=reader.format,
+        tensors={t.name: t for t in reader.tensors},
+        readers={path: reader},
+        metadata=reader.metadata,
+        tokens=reader.tokens,
+    )
 
 
 def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:

@@ -1,28 +1,100 @@
-"""What every format reader shares: ``TensorInfo`` and bounded positional reads."""
+"""The one interface every checkpoint format implements: ``Reader``, over ``TensorInfo``.
+
+Adding a format
+===============
+Write one module in ``lmhead_cli/formats/`` holding one class that satisfies
+``Reader`` (below), and import nothing from above ``formats`` (only
+``..errors`` and this module). ``checkpoint.py`` then needs two lines: a
+``Format`` member here, and a branch in its ``_reader`` (or ``_open``) that
+recognises the file and constructs your class. Everything else (anatomy,
+counts, tying, top-k, doctor) works through the protocol and never asks which
+format it holds. ``tests/test_formats.py`` checks each reader against the
+protocol; add yours to its list.
+
+A reader must:
+
+- list its tensors from the header alone in ``tensors`` (no data read), each a
+  ``TensorInfo`` whose fields mean exactly what the field comments below say;
+- give rows of any floating-point tensor as float32 (``read_rows``, after any
+  dequantization) and as float64 (``read_rows_f64``: exact even for F64),
+  shape ``(stop - start, *shape[1:])``, reading only those rows' bytes;
+- give columns of a 2-D tensor as float32 ``(rows, stop - start)``
+  (``read_cols``; a transposed head is compared through it);
+- lend the stored bytes of whole rows for byte comparison (``stored_rows``), a
+  context manager yielding uint8 ``(stop - start, row_bytes)``, valid only
+  inside the ``with`` block (it may be a window of a memory map);
+- raise ``CheckpointError`` (never return None) for anything it cannot do
+  with a tensor: an integer dtype read as numbers, a packed type it can only
+  count, rows that cut through quantization blocks;
+- release everything in ``close()``, which may be called more than once.
+"""
 
 from __future__ import annotations
 
 import math
 import mmap
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "F32Array",
+    "F64Array",
+    "FileMap",
+    "Format",
+    "Reader",
+    "Storage",
+    "TensorInfo",
+    "U8Array",
+    "columns_from_rows",
+    "pread_exact",
+]
+
+F32Array = npt.NDArray[np.float32]
+F64Array = npt.NDArray[np.float64]
+U8Array = npt.NDArray[np.uint8]
+
+
+class Format(str, Enum):
+    """The on-disk formats lmhead reads. The value is the name users see (and JSON carries)."""
+
+    SAFETENSORS = "safetensors"
+    GGUF = "gguf"
+    PYTORCH = "pytorch"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A buffer several tensors may view (PyTorch state dicts): the identity that tells a shared matrix."""
+
+    index: int  # the file's storages numbered in order of first use: equal index = one buffer
+    offset: int  # byte offset of the tensor's first element inside that buffer
 
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One stored tensor, as its header describes it (no data read)."""
+    """One stored tensor, as its header describes it (no data read). Means the same in every format."""
 
     name: str
-    shape: tuple[int, ...]
-    dtype: str  # the format's own name: "BF16", "F32", "Q4_K", ...
-    nbytes: int  # bytes on disk
+    shape: tuple[int, ...]  # outermost first (numpy / PyTorch order), also for GGUF
+    dtype: str  # the format's own type name: "BF16", "F32", "Q4_K", ...
+    nbytes: int  # bytes the tensor's data takes in the file
     file: Path
-    offset: int  # absolute byte offset of the data in ``file``
+    offset: int | None  # byte offset of the data's first byte in ``file``; None only where no such place exists (legacy PyTorch pickles)
+    storage: Storage | None = None  # set where tensors can share one buffer (PyTorch); None: the tensor owns its bytes
 
     @property
     def numel(self) -> int:
@@ -36,8 +108,65 @@ class TensorInfo:
     def bits_per_param(self) -> float:
         return 8 * self.nbytes / self.numel if self.numel else 0.0
 
+    def same_bytes_as(self, other: TensorInfo) -> bool:
+        """Two names over one stored matrix: same file, same place, same layout (tied by storage)."""
+        if (self.file, self.shape, self.dtype, self.nbytes) != (other.file, other.shape, other.dtype, other.nbytes):
+            return False
+        if self.storage is not None or other.storage is not None:
+            return self.storage == other.storage
+        return self.offset is not None and self.offset == other.offset
 
-def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> np.ndarray:
+
+@runtime_checkable
+class Reader(Protocol):
+    """One open file of one format. See the module docstring for what each member must do."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def format(self) -> Format: ...
+
+    @property
+    def tensors(self) -> list[TensorInfo]: ...
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The file's own key/values (safetensors ``__metadata__``, GGUF metadata); empty when it has none."""
+        ...
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Rows ``start:stop`` of the first axis as float32, (stop - start, *shape[1:])."""
+        ...
+
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        """The same rows as float64: exact for every floating type, F64 included."""
+        ...
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Columns ``start:stop`` of a 2-D tensor as float32, (rows, stop - start)."""
+        ...
+
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> AbstractContextManager[U8Array]:
+        """Rows ``start:stop`` as stored, uint8 (stop - start, row_bytes); valid inside the ``with`` block."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def columns_from_rows(
+    read_rows: Callable[[TensorInfo, int, int], F32Array], info: TensorInfo, start: int, stop: int, chunk_rows: int = 4096
+) -> F32Array:
+    """Columns of a 2-D tensor for formats that can only read whole rows: every row is read, chunk by chunk."""
+    rows = info.rows
+    out = np.empty((rows, stop - start), dtype=np.float32)  # (R, C)
+    for first in range(0, rows, chunk_rows):
+        last = min(first + chunk_rows, rows)
+        out[first:last] = read_rows(info, first, last)[:, start:stop]
+    return out
+
+
+def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> U8Array:
     """Read exactly ``nbytes`` at ``offset`` into a fresh uint8 buffer.
 
     Positional reads (not mmap) keep resident memory bounded by the buffer:
@@ -46,7 +175,7 @@ def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> np.ndarray:
     from ..errors import CheckpointError
 
     buf = np.empty(nbytes, dtype=np.uint8)
-    view = memoryview(buf)
+    view = memoryview(buf)  # type: ignore[arg-type]  # ndarray implements the buffer protocol
     done = 0
     while done < nbytes:
         got = os.preadv(fd, [view[done:]], offset + done)
@@ -72,7 +201,7 @@ class FileMap:
         self._map: mmap.mmap | None = None  # made on first use: header-only commands never map
 
     @contextmanager
-    def window(self, offset: int, nbytes: int) -> Iterator[np.ndarray]:
+    def window(self, offset: int, nbytes: int) -> Iterator[U8Array]:
         """``nbytes`` at ``offset`` as a uint8 view, valid inside the ``with`` block."""
         if self._map is None:
             self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)

@@ -18,21 +18,20 @@ import math
 import mmap
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGMLQuantizationType, GGUFValueType
 
-from ..dtypes import STORAGE
+from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import TensorInfo, pread_exact
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows, pread_exact
 
-if TYPE_CHECKING:
-    from ..checkpoint import Checkpoint
-
-__all__ = ["GGUFFile", "open_gguf"]
+__all__ = ["GGUFFile"]
 
 SUPPORTED_VERSIONS = (2, GGUF_VERSION)  # v1 (2023) used 32-bit lengths; v2 and v3 share the little-endian layout
 MAX_DIMS = 4  # GGML_MAX_DIMS
@@ -232,9 +231,11 @@ def _tensor_info(path: Path, entry: tuple[str, tuple[int, ...], int, int], data_
 
 
 class GGUFFile:
-    """One ``.gguf`` file opened read-only: header parsed, data read on demand by row ranges."""
+    """One ``.gguf`` file opened read-only, a ``Reader``: header parsed, data read on demand by row ranges.
 
-    format = "gguf"
+    Beyond the protocol it keeps ``tokens`` (``tokenizer.ggml.tokens``, the vocabulary a GGUF carries)."""
+
+    format = Format.GGUF
 
     def __init__(self, path: Path):
         self.path = path
@@ -251,48 +252,65 @@ class GGUFFile:
         except (OSError, ValueError, struct.error, OverflowError) as exc:  # mmap of an empty file, a failed read
             os.close(self._fd)
             raise CheckpointError(path, f"not a valid GGUF file: {exc}") from exc
-        self.tensors.sort(key=lambda t: t.offset)
+        self.tensors.sort(key=lambda t: _offset(t))
 
     def _qtype(self, info: TensorInfo) -> tuple[GGMLQuantizationType, int, int]:
         qtype = GGMLQuantizationType[info.dtype]
         block, type_size = GGML_QUANT_SIZES[qtype]
         return qtype, block, type_size
 
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray | None:
-        """Rows ``start:stop`` as stored: numbers for plain types, (rows, row_bytes) uint8 blocks for quantized ones."""
-        inner = math.prod(info.shape[1:])
-        if info.dtype in PLAIN:
-            dtype = PLAIN[info.dtype]
-            buf = pread_exact(self._fd, (stop - start) * inner * dtype.itemsize, info.offset + start * inner * dtype.itemsize, self.path)
-            return buf.view(dtype).reshape((stop - start, *info.shape[1:]))
+    def _row_bytes(self, info: TensorInfo) -> int:
+        """Bytes per row of the first axis; rows of plain types are numbers, of quantized types whole blocks."""
         _, block, type_size = self._qtype(info)
-        if inner % block:  # a 1-D quantized tensor: a "row" is one value, not whole blocks
-            return None
-        row_bytes = inner // block * type_size
-        buf = pread_exact(self._fd, (stop - start) * row_bytes, info.offset + start * row_bytes, self.path)
-        return buf.reshape(stop - start, row_bytes)
+        inner = math.prod(info.shape[1:])
+        if inner % block:
+            raise CheckpointError(self.path, f"{info.name}: rows of {inner} values cut through {info.dtype} blocks of {block}")
+        return inner // block * type_size
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+    @contextmanager
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        """Rows ``start:stop`` as stored, uint8 (rows, row_bytes): numbers for plain types, blocks for quantized ones."""
+        row_bytes = self._row_bytes(info)
+        yield pread_exact(self._fd, (stop - start) * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(
+            stop - start, row_bytes
+        )
+
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        """Rows as float64: plain floats straight from their bytes (F64 stays exact), quantized ones dequantized."""
+        if info.dtype in PLAIN and info.dtype not in INTEGER:
+            with self.stored_rows(info, start, stop) as raw:
+                rows = raw.view(PLAIN[info.dtype]).reshape((stop - start, *info.shape[1:]))
+                return (to_float32(rows, info.dtype) if info.dtype in STORAGE else rows).astype(np.float64)  # BF16: raw bits
+        return self.read_rows(info, start, stop).astype(np.float64)
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Columns of a 2-D tensor: GGUF stores whole rows (blocks run along them), so every row is read."""
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
+        return columns_from_rows(self.read_rows, info, start, stop)
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         """Rows ``start:stop`` as float32; quantized blocks are dequantized for these rows only."""
         if info.dtype in INTEGER:
             raise CheckpointError(self.path, f"{info.name}: type {info.dtype} is not a floating-point type")
-        if info.dtype == "F64":  # not in gguf.quants' table
-            return self.read_raw_rows(info, start, stop).astype(np.float32)
-        qtype, block, type_size = self._qtype(info)
-        inner = math.prod(info.shape[1:])
         rows = stop - start
         if rows <= 0:
             return np.zeros((0, *info.shape[1:]), dtype=np.float32)
+        if info.dtype == "F64":  # not in gguf.quants' table
+            with self.stored_rows(info, start, stop) as raw:
+                return raw.view(PLAIN["F64"]).reshape((rows, *info.shape[1:])).astype(np.float32)
+        qtype, block, type_size = self._qtype(info)
+        inner = math.prod(info.shape[1:])
         if inner % block == 0:  # the usual case: every row is whole blocks (plain types are blocks of one)
             row_bytes = inner // block * type_size
-            raw = pread_exact(self._fd, rows * row_bytes, info.offset + start * row_bytes, self.path).reshape(rows, row_bytes)
+            raw = pread_exact(self._fd, rows * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(rows, row_bytes)
             values = self._dequantize(info, qtype, raw)  # (rows, row_bytes) uint8 -> (rows, inner) float32
         else:  # rows that cut through blocks (1-D tensors): read the covering blocks, then slice
             first, last = start * inner // block, -(-stop * inner // block)
-            raw = pread_exact(self._fd, (last - first) * type_size, info.offset + first * type_size, self.path)
+            raw = pread_exact(self._fd, (last - first) * type_size, _offset(info) + first * type_size, self.path)
             skip = start * inner - first * block
             values = self._dequantize(info, qtype, raw.reshape(1, -1)).reshape(-1)[skip : skip + rows * inner]
-        return values.reshape((rows, *info.shape[1:]))
+        return values.reshape((rows, *info.shape[1:])).astype(np.float32, copy=False)
 
     def _dequantize(self, info: TensorInfo, qtype: GGMLQuantizationType, raw: np.ndarray) -> np.ndarray:
         try:
@@ -308,17 +326,6 @@ class GGUFFile:
             self._fd = -1
 
 
-def open_gguf(path: str | Path) -> Checkpoint:
-    """A ``Checkpoint`` over one GGUF file; its metadata plays the part of config.json."""
-    from ..checkpoint import Checkpoint
-
-    path = Path(path)
-    reader = GGUFFile(path)
-    return Checkpoint(
-        path=path,
-        format=reader.format,
-        tensors={t.name: t for t in reader.tensors},
-        readers={path: reader},
-        metadata=reader.metadata,
-        tokens=reader.tokens,
-    )
+def _offset(info: TensorInfo) -> int:
+    assert info.offset is not None  # every GGUF tensor has one (set in _tensor_info)
+    return info.offset

@@ -1,10 +1,10 @@
-"""safetensors files: headers through the ``safetensors`` library, rows by ``pread``.
+"""safetensors files: headers through the ``safetensors`` library, rows through a released memory map.
 
 The library's own parser validates each header (offsets in order and inside the
 file, byte lengths matching shape × dtype, a 100 MB header cap); we then read
 the validated JSON once more for the byte offsets, which its API does not
-expose, so that row ranges are read with positional reads and memory stays
-bounded by the chunk (see ``pread_exact``).
+expose, so that row ranges are read through released windows of a memory map
+and memory stays bounded by the chunk (see ``FileMap``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import FileMap, TensorInfo, pread_exact
+from .base import F32Array, F64Array, FileMap, Format, TensorInfo, U8Array
 
 # safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read);
 # bfloat16 and float8 are their raw bits (lmhead_cli.dtypes), widened by ``to_float32``
@@ -105,9 +106,9 @@ def _reason(message: str) -> str:
 
 
 class SafetensorsFile:
-    """One ``.safetensors`` file opened read-only."""
+    """One ``.safetensors`` file opened read-only; a ``Reader``."""
 
-    format = "safetensors"
+    format = Format.SAFETENSORS
 
     def __init__(self, path: Path):
         self.path = path
@@ -116,7 +117,7 @@ class SafetensorsFile:
         self.metadata, self.tensors = self._read_header()
         self._map = FileMap(self._fd)
 
-    def _read_header(self) -> tuple[dict[str, str], list[TensorInfo]]:
+    def _read_header(self) -> tuple[dict[str, Any], list[TensorInfo]]:
         (length,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
         header = json.loads(os.pread(self._fd, length, 8))
         metadata = header.pop("__metadata__", None) or {}
@@ -134,7 +135,7 @@ class SafetensorsFile:
                     offset=data_start + begin,
                 )
             )
-        tensors.sort(key=lambda t: t.offset)
+        tensors.sort(key=lambda t: t.offset or 0)
         return metadata, tensors
 
     def _numpy_dtype(self, info: TensorInfo) -> np.dtype:
@@ -143,38 +144,49 @@ class SafetensorsFile:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
         return dtype
 
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of the first axis in the stored dtype."""
-        dtype = self._numpy_dtype(info)
-        inner = info.shape[1:]
-        row_bytes = math.prod(inner) * dtype.itemsize
-        buf = pread_exact(self._fd, (stop - start) * row_bytes, info.offset + start * row_bytes, self.path)
-        return buf.view(dtype).reshape((stop - start, *inner))
-
-    @contextmanager
-    def raw_window(self, info: TensorInfo, start: int, stop: int) -> Iterator[np.ndarray]:
-        """Rows ``start:stop`` in the stored dtype, read in place; valid inside the ``with`` block."""
-        dtype = self._numpy_dtype(info)
-        inner = info.shape[1:]
-        row_bytes = math.prod(inner) * dtype.itemsize
-        with self._map.window(info.offset + start * row_bytes, (stop - start) * row_bytes) as raw:
-            yield raw.view(dtype).reshape((stop - start, *inner))
-
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly), converted straight from the map."""
+    def _float_dtype(self, info: TensorInfo) -> np.dtype:
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
-        with self.raw_window(info, start, stop) as raw:
-            return _widen(raw, info.dtype)
+        return self._numpy_dtype(info)
 
-    def read_cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+    def _row_bytes(self, info: TensorInfo) -> int:
+        inner = math.prod(info.shape[1:])
+        dtype = NUMPY_DTYPES.get(info.dtype)
+        if dtype is not None:
+            return inner * dtype.itemsize
+        if info.rows and info.nbytes % info.rows == 0:  # packed sub-byte types: whole bytes per row, or none
+            return info.nbytes // info.rows
+        raise CheckpointError(self.path, f"{info.name}: rows of {info.dtype} do not fill whole bytes")
+
+    @contextmanager
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        """Rows ``start:stop`` as stored, uint8 (rows, row_bytes), read in place; valid inside the ``with`` block."""
+        row_bytes = self._row_bytes(info)
+        with self._map.window(_offset(info) + start * row_bytes, (stop - start) * row_bytes) as raw:
+            yield raw.reshape(stop - start, row_bytes)
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly), converted straight from the map."""
+        dtype = self._float_dtype(info)
+        with self.stored_rows(info, start, stop) as raw:
+            return _widen(raw.view(dtype).reshape((stop - start, *info.shape[1:])), info.dtype)
+
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        dtype = self._float_dtype(info)
+        with self.stored_rows(info, start, stop) as raw:
+            rows = raw.view(dtype).reshape((stop - start, *info.shape[1:]))
+            return rows.astype(np.float64) if info.dtype == "F64" else _widen(rows, info.dtype).astype(np.float64)
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C).
 
         A map of the tensor is opened for this call only and closed after, so
         the pages it touched leave the process's resident memory with it.
         """
-        dtype = self._numpy_dtype(info)
-        mapped = np.memmap(self.path, dtype=dtype, mode="r", offset=info.offset, shape=info.shape)
+        dtype = self._float_dtype(info)
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
+        mapped = np.memmap(self.path, dtype=dtype, mode="r", offset=_offset(info), shape=info.shape)
         cols = _widen(mapped[:, start:stop], info.dtype)
         del mapped  # the last reference: unmapped here
         return cols
@@ -186,6 +198,11 @@ class SafetensorsFile:
             self._fd = -1
 
 
-def _widen(raw: np.ndarray, dtype: str) -> np.ndarray:
+def _offset(info: TensorInfo) -> int:
+    assert info.offset is not None  # every safetensors tensor has one (set in _read_header)
+    return info.offset
+
+
+def _widen(raw: np.ndarray, dtype: str) -> F32Array:
     """Stored values -> a new float32 array (exact for every float type but F64)."""
     return to_float32(raw, dtype) if dtype in STORAGE else np.array(raw, dtype=np.float32)

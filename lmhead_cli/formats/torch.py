@@ -9,13 +9,13 @@ optional extra: without it, a clear message says how to enable it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import CheckpointError
-from .base import TensorInfo
+from .base import F32Array, F64Array, Format, Storage, TensorInfo, U8Array
 
 # torch dtype -> the safetensors name lmhead reports everywhere
 DTYPE_NAMES = {
@@ -81,44 +81,88 @@ def _find_state_dict(torch: Any, path: Path, obj: Any) -> dict[str, Any]:
 
 
 class TorchFile:
-    """One PyTorch file; tensors stay memory-mapped, rows are copied out on demand."""
+    """One PyTorch file, a ``Reader``; tensors stay memory-mapped, rows are copied out on demand."""
 
-    format = "pytorch"
+    format = Format.PYTORCH
 
     def __init__(self, path: Path):
         self.path = path
+        self.metadata: dict[str, Any] = {}
         self._torch = import_torch(path)
         self._tensors = load_state_dict(path)
-        self.tensors = [self._info(name, t) for name, t in self._tensors.items()]
+        places = _file_offsets(self._torch, path, self._tensors.values())
+        numbering: dict[int, int] = {}  # storage address -> index: the address itself is never kept
+        self.tensors = [self._info(name, t, places, numbering) for name, t in self._tensors.items()]
 
-    def _info(self, name: str, t: Any) -> TensorInfo:
+    def _info(self, name: str, t: Any, places: dict[int, int], numbering: dict[int, int]) -> TensorInfo:
         dtype = str(t.dtype).removeprefix("torch.")
-        storage = t.untyped_storage()
+        address = t.untyped_storage().data_ptr()
+        within = t.storage_offset() * t.element_size()
+        place = places.get(address)
         return TensorInfo(
             name=name,
             shape=tuple(t.shape),
             dtype=DTYPE_NAMES.get(dtype, dtype.upper()),
             nbytes=math.prod(t.shape) * t.element_size(),
             file=self.path,
-            # Where the bytes are: two names over the same storage and offset are one matrix (tied by storage).
-            offset=storage.data_ptr() + t.storage_offset() * t.element_size(),
+            offset=None if place is None else place + within,
+            # Two names over the same storage and offset are one matrix (tied by storage).
+            storage=Storage(index=numbering.setdefault(address, len(numbering)), offset=within),
         )
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+    def _float(self, info: TensorInfo) -> Any:
         t = self._tensors[info.name]
         if t.dtype.is_complex or not t.dtype.is_floating_point:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
-        return t[start:stop].float().numpy()
+        return t
 
-    def read_cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        return self._tensors[info.name][:, start:stop].float().numpy()
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        return self._float(info)[start:stop].float().numpy()
 
-    def read_raw_rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        rows = self._tensors[info.name][start:stop].contiguous()
-        return rows.view(-1).view(self._torch.uint8).numpy().reshape(stop - start, -1)
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        return self._float(info)[start:stop].double().numpy()
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        t = self._float(info)
+        if t.dim() != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {t.dim()}-D tensor")
+        return t[:, start:stop].float().numpy()
+
+    @contextmanager
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        t = self._tensors[info.name]
+        row_bytes = math.prod(info.shape[1:]) * t.element_size()
+        rows = t[start:stop].contiguous().reshape(-1)
+        yield rows.view(self._torch.uint8).numpy().reshape(stop - start, row_bytes)
 
     def close(self) -> None:
         self._tensors = {}
+
+
+def _file_offsets(torch: Any, path: Path, tensors: Iterable[Any]) -> dict[int, int]:
+    """Storage address -> byte offset of that storage's record in the file.
+
+    ``torch.load(mmap=True)`` maps the whole zip file once and cuts each
+    storage from it at its record's offset, so address = base + offset for one
+    unknown base, found by matching the addresses against the records'
+    offsets. Empty for a file that is not a memory-mapped zip (legacy pickles).
+    """
+    try:
+        records = torch._C.PyTorchFileReader(str(path))
+        offsets = {records.get_record_offset(name) for name in records.get_all_records() if _is_storage_record(name)}
+    except Exception:  # not a zip archive: nothing is mapped
+        return {}
+    addresses = sorted({t.untyped_storage().data_ptr() for t in tensors if t.untyped_storage().nbytes()})
+    if not addresses or not offsets:
+        return {}
+    for base in sorted(addresses[0] - offset for offset in offsets):
+        if all(address - base in offsets for address in addresses):
+            return {address: address - base for address in addresses}
+    return {}
+
+
+def _is_storage_record(name: str) -> bool:
+    return name.startswith("data/") or "/data/" in name
 
 
 def _one_line(exc: BaseException) -> str:

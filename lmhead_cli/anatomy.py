@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checkpoint import Checkpoint, Format
+from .compare import compare_values
 from .conventions import (
     ARCHITECTURE_TYPES,
     BUFFER_PATTERNS,
@@ -27,7 +28,9 @@ from .conventions import (
     Convention,
     gguf_convention,
 )
-from .errors import AnatomyError
+from .errors import AnatomyError, LmheadError
+from .problems import Problem, ProblemKind
+from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
 
 __all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "locate_head"]
@@ -59,10 +62,9 @@ class HeadAnatomy:
     head: str | None  # the stored head weight, None when none is stored
     head_bias: str | None
     final_norm: FinalNorm | None
-    tied: bool  # the model as transformers 5 loads it uses one matrix for both
-    tie_source: str
-    config_tie: bool | None  # the tie_word_embeddings key itself, None when absent
-    config_tied: bool | None  # what the config directs (key or class default); None: no config, or a flag that decides nothing
+    tied: bool  # tie.loads_tied: the model as transformers 5 loads it uses one matrix for both
+    tie: TieEvidence  # the facts ``tied`` follows from (config flag, what the config directs, storage sharing)
+    tie_reason: str  # why, for people
     vocab_size: int  # rows of the matrix the head uses
     hidden_size: int
     pre_head_scale: float | None = None  # T5 tied: d_model ** -0.5
@@ -72,8 +74,9 @@ class HeadAnatomy:
     other_prefixes: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
     explain: dict[str, str] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()  # config sizes that disagree with the tensors
-    tie_problems: tuple[str, ...] = ()  # tie flags that disagree (wrapped models)
+    values_identical: bool | None = None  # stored head == embedding; compared only when tie.values_decide (else None)
+    problems: tuple[Problem, ...] = ()  # config sizes that disagree with the tensors
+    tie_problems: tuple[Problem, ...] = ()  # tie flags that disagree (wrapped models)
     wrapper: str | None = None  # model_type of a vision-language wrapper around the language model
     head_candidates: tuple[str, ...] = ()  # other tensors shaped like a head (MTP, Medusa, per-codebook)
 
@@ -127,17 +130,23 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
             hint="name them with --embedding NAME and --head NAME (see the tensor list with --explain)",
         )
     bias = _head_bias(ckpt, conv, head_name, explain)
-    aliased = _shares_storage(ckpt, emb, head_name)
-    tie_problems: tuple[str, ...] = ()
+    shares = _shares_storage(ckpt, emb, head_name)
+    tie_problems: tuple[Problem, ...] = ()
     if gguf:
-        config_tied, tie_source, config_tie = _gguf_tying(None if aliased else head_name, emb, explain)
-    elif nested:
-        config_tied, tie_source, config_tie, tie_problems = wrapped_tying(config, lm)
+        source, directs, reason, flag = TieSource.GGUF, *_gguf_tying(head_name, emb)
+    elif nested and lm is not None and config is not None:
+        directs, reason, flag, flag_problems = wrapped_tying(config, lm)
+        source, tie_problems = TieSource.WRAPPER, tuple(Problem(ProblemKind.TIE_FLAGS_DISAGREE, p) for p in flag_problems)
+    elif config is None:
+        source, directs, reason, flag = TieSource.NO_CONFIG, None, "no config", None
     else:
-        config_tied, tie_source, config_tie = _tying(config, conv, arch, None if aliased else head_name)
-    tied, tie_source = _loaded_tying(config_tied, tie_source, head_name, emb, aliased)
-    explain["tied"] = tie_source
-    rescale = _rescale(settings, conv, bool(config_tied))
+        source, directs, reason, flag = TieSource.CONFIG, *_tying(config, conv, arch)
+    evidence = TieEvidence(source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares)
+    identical = _values_identical(ckpt, emb, head_name, explain) if values_decide(evidence) else None
+    tied = loads_tied(evidence, identical)
+    tie_reason = _tie_reason(evidence, tied, identical, head_name, emb)
+    explain["tied"] = tie_reason
+    rescale = _rescale(settings, conv, bool(directs))
     matrix = emb if (tied or head_name is None) else head_name
     if matrix is None:  # tied by config but no embedding stored: the head stands in for it
         matrix, tied = head_name, False
@@ -170,9 +179,8 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         head_bias=bias,
         final_norm=norm,
         tied=tied,
-        tie_source=tie_source,
-        config_tie=config_tie,
-        config_tied=config_tied,
+        tie=evidence,
+        tie_reason=tie_reason,
         vocab_size=vocab,
         hidden_size=hidden,
         pre_head_scale=hidden**-0.5 if rescale else None,
@@ -182,6 +190,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         other_prefixes=conv.other_prefixes if conv else (),
         buffers=tuple(n for n in names if any(re.search(p, n) for p in BUFFER_PATTERNS)),
         explain=explain,
+        values_identical=identical,
         problems=problems,
         tie_problems=tie_problems,
         wrapper=lm.wrapper_type if nested else None,
@@ -255,43 +264,51 @@ def _head_bias(ckpt: Checkpoint, conv: Convention | None, head: str | None, expl
     return None
 
 
-def _tying(
-    config: dict[str, Any] | None,
-    conv: Convention | None,
-    arch: str | None,
-    head: str | None,
-) -> tuple[bool | None, str, bool | None]:
+def _tying(config: dict[str, Any], conv: Convention | None, arch: str | None) -> tuple[bool | None, str, bool | None]:
     """(what the config directs, why, the key's own value): the key, else the class default."""
-    key = config.get("tie_word_embeddings") if config else None
-    config_tie = key if isinstance(key, bool) else None
-    if config is None:
-        return None, "no config", None
+    key = config.get("tie_word_embeddings")
+    flag = key if isinstance(key, bool) else None
     if conv and conv.rescale_key and conv.rescale_key in config:
-        return None, f"{arch} saved by transformers 5 ({conv.rescale_key} present): tie_word_embeddings is always true", config_tie
-    if config_tie is not None:
-        return config_tie, f"config.json tie_word_embeddings={str(config_tie).lower()}", config_tie
+        return None, f"{arch} saved by transformers 5 ({conv.rescale_key} present): tie_word_embeddings is always true", flag
+    if flag is not None:
+        return flag, f"config.json tie_word_embeddings={str(flag).lower()}", flag
     if conv is not None:
         return conv.tie_default, f"tie_word_embeddings absent; {arch}'s default is {str(conv.tie_default).lower()}", None
     return None, f"tie_word_embeddings absent and architecture {arch or 'unknown'} not in the table", None
 
 
-def _loaded_tying(config_tied: bool | None, source: str, head: str | None, emb: str | None, aliased: bool) -> tuple[bool, str]:
-    """What the loader does with what is stored: transformers 5 ties a head only when it is absent
-    (or equal to the embedding, which only values can tell); llama.cpp likewise reuses the embedding."""
-    if config_tied is False:
-        return False, source + ("; no head is stored" if head is None else "")
-    if aliased:
-        return True, f"{source}; {head} shares storage with {emb} (tied by storage)"
+def _values_identical(ckpt: Checkpoint, emb: str | None, head: str | None, explain: dict[str, str]) -> bool | None:
+    """Whether the stored head holds exactly the embedding's values (same shape): the one case where tying
+    depends on data, so ``count`` reads it (stopping at the first differing chunk)."""
+    if emb is None or head is None or ckpt.tensors[emb].shape != ckpt.tensors[head].shape:
+        return None
+    try:
+        return compare_values(ckpt, ckpt.tensors[emb], ckpt.tensors[head]).identical
+    except LmheadError as exc:  # e.g. integer tensors: not a head anyone can use as one
+        explain["values"] = f"not compared: {exc.reason}"
+        return None
+
+
+def _tie_reason(e: TieEvidence, tied: bool, identical: bool | None, head: str | None, emb: str | None) -> str:
+    """Why ``loads_tied`` decided as it did, in words."""
+    if e.config_directs is False:
+        return e.reason + ("; no head is stored" if head is None else "")
+    if e.shares_storage:
+        return f"{e.reason}; {head} shares storage with {emb} (tied by storage)"
     if head is None:
-        if config_tied is None and source == "no config":
-            return True, "no config; no head stored, so loaders reuse the embedding"
-        return True, source if (config_tied or source.startswith("GGUF")) else f"{source}; no head stored, so loaders reuse the embedding"
-    if config_tied:
-        return False, (
-            f"{source}, but {head} is stored: transformers 5 loads it (it ties only an absent or equal head), "
+        if e.source is TieSource.NO_CONFIG:
+            return "no config; no head stored, so loaders reuse the embedding"
+        if e.config_directs or e.source is TieSource.GGUF:
+            return e.reason
+        return f"{e.reason}; no head stored, so loaders reuse the embedding"
+    if tied:
+        return f"{e.reason}; {head} holds exactly the values of {emb}, so the loaded model uses one matrix"
+    if e.config_directs:
+        return (
+            f"{e.reason}, but {head} is stored: transformers 5 loads it (it ties only an absent or equal head), "
             "while 4.x replaced it with the embedding"
         )
-    return False, source if source.startswith("GGUF") else f"{source}; a head is stored"
+    return f"{e.reason}; a head is stored" + ("" if identical is None else " with values of its own")
 
 
 def _rescale(config: dict[str, Any] | None, conv: Convention | None, tied: bool) -> bool:
@@ -394,7 +411,7 @@ def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
     return arch if isinstance(arch, str) and arch else None
 
 
-def _gguf_tying(head: str | None, emb: str | None, explain: dict[str, str]) -> tuple[bool | None, str, None]:
+def _gguf_tying(head: str | None, emb: str | None) -> tuple[bool | None, str, None]:
     """llama.cpp's loaders take output.weight when it is stored and fall back to the embedding when not."""
     if head is None:
         return None, f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head", None
@@ -414,27 +431,30 @@ def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | 
         explain["transform:logit_scale"] = f"{key}={metadata[key]} not applied: lmhead does not know how llama.cpp's {arch} graph uses it"
 
 
-def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:
+def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[Problem, ...]:
     """The metadata's own sizes against the tensors (llama.cpp trusts the metadata)."""
     problems = []
     for key, actual, what in ((f"{arch}.vocab_size", vocab, "rows"), (f"{arch}.embedding_length", hidden, "columns")):
         value = metadata.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value != actual:
-            problems.append(f"GGUF metadata {key} {value} differs from the {actual} {what} of {matrix}")
+            kind = ProblemKind.VOCAB_SIZE if what == "rows" else ProblemKind.HIDDEN_SIZE
+            problems.append(Problem(kind, f"GGUF metadata {key} {value} differs from the {actual} {what} of {matrix}"))
     return tuple(problems)
 
 
-def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matrix: str) -> tuple[str, ...]:
+def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matrix: str) -> tuple[Problem, ...]:
     problems = []
     if not config:
         return ()
     cfg_vocab = config.get("vocab_size")
     if isinstance(cfg_vocab, int) and not isinstance(cfg_vocab, bool) and cfg_vocab != vocab:
-        problems.append(f"config vocab_size {cfg_vocab} differs from the {vocab} rows of {matrix}")
+        problems.append(Problem(ProblemKind.VOCAB_SIZE, f"config vocab_size {cfg_vocab} differs from the {vocab} rows of {matrix}"))
     for key in HIDDEN_KEYS:
         cfg_hidden = config.get(key)
         if isinstance(cfg_hidden, int) and not isinstance(cfg_hidden, bool):
             if cfg_hidden != hidden:
-                problems.append(f"config {key} {cfg_hidden} differs from the {hidden} columns of {matrix}")
+                problems.append(
+                    Problem(ProblemKind.HIDDEN_SIZE, f"config {key} {cfg_hidden} differs from the {hidden} columns of {matrix}")
+                )
             break
     return tuple(problems)

@@ -13,6 +13,7 @@ from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .conventions import BLOCK_PATTERN, PROJECTOR_PREFIXES, VISION_PREFIXES
 from .formats.base import TensorInfo
+from .problems import Problem, ProblemKind
 
 __all__ = ["Census", "DtypeCount", "Group", "census"]
 
@@ -56,7 +57,7 @@ class Census:
     stored_params: int = 0  # parameters on disk, buffers excluded
     non_embedding_params: int = 0  # total minus the token embedding and the head's own matrix
     by_dtype: tuple[DtypeCount, ...] = ()
-    index_findings: tuple[str, ...] = ()  # disagreements between the shard index and the headers
+    index_findings: tuple[Problem, ...] = ()  # disagreements between the shard index and the headers
     tokenizer_vocab: int | None = None
     padded_rows: int | None = None
 
@@ -81,7 +82,7 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
     """Count ``ckpt``'s parameters by role using only its headers."""
     members = _assign_groups(ckpt, anatomy)
     groups = tuple(_group(name, members[name], anatomy) for name in GROUP_ORDER)
-    if anatomy.config_tied is False and anatomy.head is None:
+    if anatomy.tie.config_directs is False and anatomy.head is None:
         groups = _with_missing_head(groups, anatomy)
     embedding = ckpt.tensors[anatomy.embedding] if anatomy.embedding else None
     matrix = ckpt.tensors[anatomy.head_matrix]
@@ -135,20 +136,34 @@ def _by_dtype(members: dict[str, list[TensorInfo]], anatomy: HeadAnatomy) -> tup
     return tuple(DtypeCount(d, *stored[d]) for d in sorted(stored, key=lambda d: -stored[d][0]))
 
 
-def _index_findings(ckpt: Checkpoint) -> tuple[str, ...]:
-    """The index's own totals against the shard headers (transformers writes both)."""
+def _index_findings(ckpt: Checkpoint) -> tuple[Problem, ...]:
+    """The index's own totals and names against the shard headers (transformers writes both)."""
     meta = ckpt.index_metadata or {}
     findings = []
     size = meta.get("total_size")
     actual_bytes = sum(i.nbytes for i in ckpt.tensors.values())
     if isinstance(size, int) and size != actual_bytes:
-        findings.append(f"index metadata total_size is {size:,} bytes, the shards hold {actual_bytes:,} ({actual_bytes - size:+,})")
+        findings.append(
+            Problem(
+                ProblemKind.INDEX_TOTAL_SIZE,
+                f"index metadata total_size is {size:,} bytes, the shards hold {actual_bytes:,} ({actual_bytes - size:+,})",
+            )
+        )
     params = meta.get("total_parameters")
     actual_params = sum(i.numel for i in ckpt.tensors.values())
     if isinstance(params, int) and params != actual_params:
-        findings.append(f"index metadata total_parameters is {params:,}, the shards hold {actual_params:,} ({actual_params - params:+,})")
-    findings.extend(f"index {p}" for p in ckpt.index_problems)
-    findings.extend(n for n in ckpt.notes if "not named by the index" in n)
+        findings.append(
+            Problem(
+                ProblemKind.INDEX_TOTAL_PARAMETERS,
+                f"index metadata total_parameters is {params:,}, the shards hold {actual_params:,} ({actual_params - params:+,})",
+            )
+        )
+    findings.extend(Problem(ProblemKind.INDEX_MISSING_TENSOR, f"index {p}") for p in ckpt.index_problems)
+    if ckpt.unindexed:
+        n, first = len(ckpt.unindexed), ckpt.unindexed[0]
+        findings.append(
+            Problem(ProblemKind.INDEX_UNLISTED_TENSORS, f"{n} tensor(s) in the shards are not named by the index (e.g. {first})")
+        )
     return tuple(findings)
 
 
@@ -189,9 +204,13 @@ def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
     note = None
     if name == "head" and anatomy.tied:
         weight = next((i for i in infos if i.name == anatomy.head), None)
-        if weight is not None:  # the same storage as the embedding (a PyTorch state dict)
+        if weight is not None:  # one matrix under two names: counted once, as the loaded model has it
             params -= weight.numel
-            note = f"{weight.name} shares storage with the embedding"
+            note = (
+                f"{weight.name} shares storage with the embedding"
+                if anatomy.tie.shares_storage
+                else f"{weight.name} is a stored copy of the embedding: tied, counted once"
+            )
         else:
             note = f"tied: uses {anatomy.embedding}"
     layers = None

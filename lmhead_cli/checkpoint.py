@@ -47,6 +47,7 @@ class Checkpoint:
     index_metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     index_problems: list[str] = field(default_factory=list)  # index entries no shard backs
+    unindexed: list[str] = field(default_factory=list)  # tensors in the shards the index does not name
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
 
@@ -186,14 +187,19 @@ def _open_directory(directory: Path) -> Checkpoint:
     ggufs = sorted(p for p in directory.glob("*.gguf") if p.is_file())
     if len(ggufs) == 1:
         return _open_gguf(ggufs[0])
-    if len(indexes) > 1:
-        names = ", ".join(p.name for p in indexes)
-        raise CheckpointError(directory, f"several index files ({names}); name the one to use")
+    for what, found in (("index files", indexes), ("PyTorch files", torch_files), (".gguf files", ggufs)):
+        if len(found) > 1:
+            raise CheckpointError(directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"name it: {found[0]}")
     raise CheckpointError(
         directory,
         "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",
         hint="point lmhead at the folder that holds the model's weight files",
     )
+
+
+def _listed(files: list[Path], shown: int = 5) -> str:
+    names = ", ".join(p.name for p in files[:shown])
+    return names + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
 def _open_index(index_path: Path, directory: Path, shown: Path | None = None) -> Checkpoint:
@@ -221,9 +227,7 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
         info = ckpt.tensors.get(tensor)
         if info is None or info.file.name != Path(shard).name:
             ckpt.index_problems.append(f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
-    unlisted = sorted(set(ckpt.tensors) - set(weight_map))
-    if unlisted:
-        ckpt.notes.append(f"{len(unlisted)} tensor(s) in the shards are not named by the index (e.g. {unlisted[0]})")
+    ckpt.unindexed = sorted(set(ckpt.tensors) - set(weight_map))
     return ckpt
 
 

@@ -20,12 +20,13 @@ from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 
 # Modules only some commands use (hidden-state files, tying, prediction) are imported inside them.
 
-EXIT_PROBLEMS = 1
-EXIT_INPUT = 2
+EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
+EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
+EXIT_INTERNAL = 3  # lmhead itself failed: out of memory, or a bug
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``LmheadError`` -> one line on stderr and exit 2; a traceback only with --debug."""
+    """``LmheadError`` -> one line on stderr and exit 2; anything else exit 3; a traceback only with --debug."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,12 +46,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             render.error(LmheadError(None, "out of memory", hint="lower --chunk-rows or select fewer --positions"))
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
         except Exception as exc:
             if debug:
                 raise
             render.internal_error(exc)
-            sys.exit(EXIT_INPUT)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
 
@@ -86,7 +87,14 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         return load_vocabulary(tokenizer)
     if ckpt.tokenizer_path is not None:
         return load_vocabulary(ckpt.tokenizer_path)
-    if ckpt.tokens is not None:  # a GGUF carries its vocabulary
+    if ckpt.format == "gguf":  # a GGUF carries its tokenizer
+        from .formats.gguf import GGUFFile
+        from .gguf_tokenizer import gguf_vocabulary
+
+        reader = ckpt.readers.get(ckpt.path)
+        if isinstance(reader, GGUFFile):
+            return gguf_vocabulary(reader)
+    if ckpt.tokens is not None:
         return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
     return None
 
@@ -122,7 +130,8 @@ def count(
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
-    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one.
+    Reads headers only, so a 100 GB checkpoint counts as fast as a 1 MB one
+    (unless a stored head may be a copy of the embedding: then it compares them).
 
     \b
     Example:
@@ -161,7 +170,7 @@ def check_tying(
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
 
-    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input.
+    Exit status: 0 consistent, 1 problems found (or --expect not met), 2 bad input, 3 internal error.
 
     \b
     Example:
@@ -235,7 +244,7 @@ def topk(
     """
     from . import render
     from .hidden import load_hidden
-    from .predict import predict, select_positions, targets_from_ids, targets_from_text
+    from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
@@ -248,16 +257,20 @@ def topk(
     chosen = select_positions(positions, states.positions)
     inputs = None
     target_ids = None
+    text_note = None
     if text is not None:
         if vocab is None:
             raise TokenizerError(checkpoint.path, "--text needs a tokenizer.json", hint="pass --tokenizer PATH")
         inputs = vocab.encode(text)
         target_ids = targets_from_text(inputs, states.positions)
+        text_note = vocab.note
     elif targets is not None:
         target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
+    if target_ids is not None:
+        check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
     with render.progress_bar(
         "projecting", enabled=not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
     ) as progress:
@@ -276,10 +289,12 @@ def topk(
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
     meta["warnings"] = head_warnings(anatomy)
+    if inputs is not None and text_note is not None:
+        meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note)
     view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
@@ -304,7 +319,7 @@ def doctor(
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
 
-    Exit status: 0 healthy, 1 problems found, 2 bad input.
+    Exit status: 0 healthy, 1 problems found, 2 bad input, 3 internal error.
 
     \b
     Example:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .anatomy import HeadAnatomy
 from .census import Census, census
 from .checkpoint import Checkpoint
+from .problems import Problem
 from .tokens import Vocabulary
 from .tying import TyingReport, diagnose_tying
 from .vocab import VocabAudit, audit_vocabulary
 
 __all__ = ["DoctorReport", "doctor"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class DoctorReport:
     tying: TyingReport
     vocabulary: VocabAudit
     anatomy: HeadAnatomy
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -30,24 +34,13 @@ def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, ful
     counts = census(ckpt, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     tying = diagnose_tying(ckpt, anatomy, full=full)
     audit = audit_vocabulary(ckpt, anatomy, vocab)
-    problems = _unique(
-        [*tying.problems, *audit.problems, *counts.index_findings, *[p for p in anatomy.problems if p not in audit.problems]]
-    )
-    problems = [p for p in problems if not _same_as_vocab_problem(p, audit)]
-    notes = _unique([*tying.notes, *audit.notes, *[n for n in ckpt.notes if n not in counts.index_findings]])
+    problems = _unique([*tying.problems, *audit.problems, *counts.index_findings, *anatomy.problems])
+    sizes = {p.message for p in anatomy.problems}  # check-tying shows these as notes; here they are problems
+    notes = _unique([*(n for n in tying.notes if n not in sizes), *audit.notes, *ckpt.notes])
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
     return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes)
 
 
-def _unique(items: list[str]) -> list[str]:
+def _unique(items: list[T]) -> list[T]:
     return list(dict.fromkeys(items))
-
-
-def _same_as_vocab_problem(problem: str, audit: VocabAudit) -> bool:
-    """anatomy and the vocabulary audit both notice a config vocab_size mismatch: report it once."""
-    return (
-        problem.startswith("config vocab_size")
-        and any(p.startswith("config vocab_size") for p in audit.problems)
-        and problem not in audit.problems
-    )

@@ -171,7 +171,13 @@ def _read_torch(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
         name = None
     if not isinstance(obj, torch.Tensor):
         raise HiddenStateError(path, f"holds a {type(obj).__name__}, not a tensor")
-    return obj.detach().float().numpy(), name
+    if not obj.dtype.is_floating_point:  # checked before any conversion, as for .npy: ids are not states
+        raise HiddenStateError(
+            path, f"dtype {str(obj.dtype).removeprefix('torch.')} is not a floating-point type; hidden states are floats"
+        )
+    if obj.dtype in (torch.float64, torch.float32, torch.float16):
+        return obj.detach().numpy(), name  # numpy has these: _as_float32 narrows float64 and reports overflow
+    return obj.detach().float().numpy(), name  # bf16 and fp8 widen exactly
 
 
 def _choose_key(path: Path, keys: list[str], key: str | None) -> str:

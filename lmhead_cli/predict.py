@@ -23,7 +23,7 @@ from .head import TopK, normalise, project
 if TYPE_CHECKING:
     from .hidden import HiddenStates
 
-__all__ = ["Predictions", "Summary", "predict", "select_positions", "targets_from_text", "targets_from_ids"]
+__all__ = ["Predictions", "Summary", "check_targets", "predict", "select_positions", "targets_from_ids", "targets_from_text"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,15 @@ def select_positions(spec: str | None, count: int) -> list[int]:
     """``"0,5,-1"`` -> [0, 5, count-1]; None -> every position."""
     if not spec:
         return list(range(count))
-    chosen = []
+    chosen: list[int] = []
     for part in spec.split(","):
         part = part.strip()
         try:
             if ":" in part:
-                chosen.extend(range(count)[slice(*(int(p) if p else None for p in part.split(":")))])
+                selected = range(count)[slice(*(int(p) if p else None for p in part.split(":")))]
+                if not selected:
+                    raise HiddenStateError(None, f"--positions: {part!r} selects none of the {count} positions in the file")
+                chosen.extend(selected)
                 continue
             i = int(part)
         except ValueError:
@@ -86,6 +89,16 @@ def select_positions(spec: str | None, count: int) -> list[int]:
 def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndarray:
     """Next-token ids per position: T of them, or T-1 (the last position then has none)."""
     ids = [int(i) for i in ids]
+    negative = [i for i in ids if i < 0]
+    if negative:
+        raise HiddenStateError(
+            None,
+            f"{source}: id {negative[0]} is negative; token ids start at 0",
+            hint="give T-1 ids to leave the last position without a target",
+        )
+    huge = [i for i in ids if i > np.iinfo(np.int64).max]
+    if huge:
+        raise HiddenStateError(None, f"{source}: id {huge[0]} is larger than any vocabulary")
     if len(ids) == positions - 1:
         ids.append(-1)
     if len(ids) != positions:
@@ -93,6 +106,29 @@ def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndar
             None, f"{source} gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})"
         )
     return np.asarray(ids, dtype=np.int64)
+
+
+def check_targets(targets: np.ndarray, head_rows: int, limit: int | None, source: str) -> None:
+    """Every target (``-1``: none) must be a head row the softmax ranges over: an id past the head, or in
+    its masked padding, has no probability to report, and dropping it would change the perplexity silently."""
+    given = targets >= 0  # (T,)
+    outside = np.flatnonzero(given & (targets >= head_rows))
+    if len(outside):
+        i = int(outside[0])
+        raise HiddenStateError(
+            None,
+            f"{source}: target id {int(targets[i])} at position {i} is outside the head's {head_rows:,} rows"
+            + (f" ({len(outside)} such positions)" if len(outside) > 1 else ""),
+        )
+    masked = np.flatnonzero(given & (targets >= limit)) if limit is not None else np.zeros(0, dtype=np.int64)
+    if limit is not None and len(masked):
+        i = int(masked[0])
+        raise HiddenStateError(
+            None,
+            f"{source}: target id {int(targets[i])} at position {i} is a padded head row beyond the tokenizer's {limit:,} tokens, "
+            "which are masked" + (f" ({len(masked)} such positions)" if len(masked) > 1 else ""),
+            hint="--include-padded keeps the padded rows",
+        )
 
 
 def targets_from_text(tokens: Sequence[int], positions: int) -> np.ndarray:
@@ -122,6 +158,7 @@ def predict(
     progress: Callable[[int, int], None] | None = None,
 ) -> Predictions:
     """Top-k for every selected state; ``last_normed``: a layer stack whose last entry is already normalised."""
+    normed = norm and anatomy.final_norm is not None  # with --no-norm nothing is normalised, --last-normed or not
     values = hidden.values if hidden.values.ndim > 1 else hidden.values[None, :]  # (..., T, d)
     axes = hidden.axes if hidden.axes else ("position",)
     positions = list(range(values.shape[-2])) if positions is None else positions
@@ -140,5 +177,4 @@ def predict(
     result = project(
         ckpt, anatomy, flat, k, norm=norm, targets=flat_targets, vocab_limit=vocab_limit, chunk_rows=chunk_rows, progress=progress
     )
-    normed = (norm or last_normed) and anatomy.final_norm is not None
     return Predictions(axes=axes, coords=coords, topk=result, norm_applied=normed)

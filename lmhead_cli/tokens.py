@@ -8,8 +8,10 @@ change the terminal (rich markup is escaped later, in ``render``).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import TokenizerError
 
@@ -58,8 +60,11 @@ class Vocabulary:
 
     source: str
     size: int  # ids 0 .. size-1 are the tokenizer's (added tokens included)
-    _tokenizer: object = None
+    _tokenizer: Any = None
     _tokens: list[str] | None = None
+    _build: Callable[[], Any] | None = None  # builds the encoder on first use (a GGUF's tokenizer metadata)
+    add_special: bool = False  # encode adds the tokenizer's BOS/EOS (a GGUF's add_bos_token)
+    note: str | None = None  # how --text is tokenized, when a person should be told (BOS added)
 
     def is_padding(self, token_id: int) -> bool:
         return self.text(token_id) is None
@@ -85,13 +90,16 @@ class Vocabulary:
         return PADDING if text is None else visible(text)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; with ``add_special``, BOS/EOS as the model's own tokenizer adds them."""
+        if self._tokenizer is None and self._build is not None:
+            self._tokenizer = self._build()
         if self._tokenizer is None:
             raise TokenizerError(
                 self.source,
                 "this vocabulary can only decode ids, not encode --text (a token list, no tokenizer.json)",
                 hint="pass the model's tokenizer.json with --tokenizer, or give the next-token ids with --targets",
             )
-        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        return list(self._tokenizer.encode(text, add_special_tokens=self.add_special).ids)
 
 
 def load_vocabulary(path: str | Path) -> Vocabulary:
@@ -109,17 +117,25 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
     return Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer)
 
 
-def vocabulary_from_tokens(source: str, tokens: list[str], model: object = None) -> Vocabulary:
+def vocabulary_from_tokens(
+    source: str,
+    tokens: list[str],
+    model: object = None,
+    build: Callable[[], Any] | None = None,
+    add_special: bool = False,
+    note: str | None = None,
+) -> Vocabulary:
     """A vocabulary from a list of token strings (GGUF ``tokenizer.ggml.tokens``).
 
     ``model`` is GGUF's ``tokenizer.ggml.model``: "gpt2" tokens are byte-level BPE (Ġ for a
     space), "llama" ones SentencePiece (▁ for a space, <0x0A> for a byte); both are shown as text.
+    ``build`` makes the encoder for --text when it is first needed.
     """
     if model == "gpt2":
         tokens = [_byte_level_bytes(t) or t for t in tokens]
     elif model == "llama":
         tokens = [_sentencepiece_text(t) for t in tokens]
-    return Vocabulary(source=source, size=len(tokens), _tokens=list(tokens))
+    return Vocabulary(source=source, size=len(tokens), _tokens=list(tokens), _build=build, add_special=add_special, note=note)
 
 
 def _sentencepiece_text(piece: str) -> str:

@@ -51,7 +51,7 @@ def test_tokenizer_larger_than_the_head_is_a_problem(tmp_path):
 def test_config_vocab_size_disagreeing_with_the_tensors_is_reported_once(tmp_path):
     folder = write_checkpoint(tmp_path / "m", llama_tensors(vocab=64), llama_config(vocab=60))
     data = run_json("doctor", folder, exit_code=1)
-    assert [p for p in data["problems"] if "vocab_size" in p] == ["config vocab_size 60 differs from the head's 64 rows"]
+    assert [p for p in data["problems"] if "vocab_size" in p] == ["config vocab_size 60 differs from the 64 rows of lm_head.weight"]
 
 
 def test_index_total_disagreeing_with_the_shards_is_a_problem(tmp_path):
@@ -105,17 +105,30 @@ def test_counts_stored_effective_non_embedding_and_by_dtype(tmp_path):
     assert by["F32"]["effective_params"] == total - 64 * 16
 
 
-def test_a_stored_head_under_a_tying_config_is_counted_as_transformers_5_loads_it(tmp_path):
-    """Header-only, count cannot know whether the stored head equals the embedding; transformers 5
-    keeps a stored head that differs, so count does too, and says so. check-tying compares values."""
+@pytest.mark.parametrize("config", [llama_config(tied=True), None], ids=["config-tied", "no-config"])
+def test_a_stored_copy_of_the_embedding_is_tied_in_every_command(tmp_path, config):
+    """One meaning of tied (tie.loads_tied): transformers 5 ties a stored head equal to the embedding, and
+    without a config an equal copy is one matrix too. count, check-tying and doctor agree."""
     t = llama_tensors()
     t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()
-    folder = write_checkpoint(tmp_path / "m", t, llama_config(tied=True))
+    folder = write_checkpoint(tmp_path / "m", t, config)
+    data = run_json("count", folder)
+    assert data["tied"] is True and data["head_stored_params"] == 0  # counted once, as num_parameters() does
+    assert data["total_params"] == sum(v.size for v in t.values()) - 64 * 16
+    assert "holds exactly the values" in data["tie_source"]
+    tying = run_json("check-tying", folder)
+    assert tying["tied"] is True and tying["values_identical"] is True and tying["problems"] == []
+    doctor = run_json("doctor", folder)
+    assert doctor["counts"]["tied"] is True and doctor["tying"]["tied"] is True
+
+
+def test_a_stored_head_that_differs_under_a_tying_config_is_untied_everywhere(tmp_path):
+    folder = write_checkpoint(tmp_path / "m", llama_tensors(), llama_config(tied=True))
     data = run_json("count", folder)
     assert data["tied"] is False and data["head_stored_params"] == 64 * 16
     assert "transformers 5 loads it" in data["tie_source"]
-    tying = run_json("check-tying", folder)
-    assert tying["tied"] is True and tying["values_identical"] is True and tying["problems"] == []
+    doctor = run_json("doctor", folder, exit_code=1)
+    assert doctor["tying"]["tied"] is False and doctor["problem_kinds"] == ["tied_values_differ"]
 
 
 def test_an_untied_model_without_a_stored_head_counts_the_head_it_will_get(tmp_path):

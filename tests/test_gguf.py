@@ -378,10 +378,12 @@ def test_token_strings_from_the_file_cannot_drive_the_terminal(tmp_path):
     assert "\\x1b[2J" in out and "[bold]red" in out
 
 
-def test_text_targets_need_a_tokenizer_json(tmp_path):
+def test_text_on_a_gguf_whose_vocabulary_cannot_encode_says_why(tmp_path):
+    """These fixtures carry SentencePiece pieces but no scores and no merges: nothing orders the merges."""
     states_path, _ = states_for("llama_tied_f32.gguf", tmp_path)
     result = run("topk", FIXTURES / "llama_tied_f32.gguf", states_path, "--text", "hello", ok=False)
-    assert result.exit_code == 2 and "can only decode ids, not encode --text" in result.stderr
+    assert result.exit_code == 2 and "tokenizer.ggml.scores is missing" in result.stderr
+    assert result.stderr.startswith(f"error: {FIXTURES / 'llama_tied_f32.gguf'}: ")
     assert "hint: pass the model's tokenizer.json with --tokenizer" in result.stderr
 
 

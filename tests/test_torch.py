@@ -62,7 +62,7 @@ def test_two_names_sharing_one_storage_are_tied_by_storage(tmp_path):
     state = {"model.embed_tokens.weight": emb, "lm_head.weight": emb, "model.norm.weight": torch.ones(8)}
     torch.save(state, tmp_path / "model.pt")
     data = run_json("check-tying", tmp_path / "model.pt")
-    assert data["tied"] is True and data["aliased"] is True and data["values_identical"] is True
+    assert data["tied"] is True and data["shares_storage"] is True and data["values_identical"] is True
     assert any("share one storage" in n for n in data["notes"])
     count = run_json("count", tmp_path / "model.pt")
     assert count["tied"] is True and count["total_params"] == 32 * 8 + 8

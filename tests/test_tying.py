@@ -6,6 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from lmhead_cli import compare as compare_module
 from lmhead_cli import locate_head, open_checkpoint
 from lmhead_cli import tying as tying_module
 
@@ -25,16 +26,16 @@ def test_transformers_checkpoints_are_consistent_and_the_verdict_matches_the_loa
 def test_json_has_the_documented_fields(tmp_path):
     folder = write_checkpoint(tmp_path / "m", llama_tensors(), llama_config())
     data = run_json("check-tying", folder)
-    for key in ("tied", "head_stored", "values_identical", "config_tie", "problems", "embedding", "head", "shape_relation"):
+    for key in ("tied", "head_stored", "values_identical", "config_flag", "problems", "embedding", "head", "shape_relation"):
         assert key in data
-    assert (data["tied"], data["config_tie"], data["values_identical"]) == (False, False, False)
+    assert (data["tied"], data["config_flag"], data["values_identical"]) == (False, False, False)
 
 
 def test_config_tied_but_a_different_head_is_stored_is_a_problem(tmp_path):
     folder = write_checkpoint(tmp_path / "m", llama_tensors(tied=False), llama_config(tied=True))
     data = run_json("check-tying", folder, exit_code=1)
     # transformers 5 keeps the stored head (it ties only an absent or equal one); 4.x replaced it
-    assert data["tied"] is False and data["values_identical"] is False and data["config_tie"] is True
+    assert data["tied"] is False and data["values_identical"] is False and data["config_flag"] is True
     assert len(data["problems"]) == 1 and "different values" in data["problems"][0] and "4.x" in data["problems"][0]
     assert "transformers 5 loads it" in data["tie_source"]
 
@@ -73,7 +74,7 @@ def test_without_config_storage_and_values_decide(tmp_path, head, tied):
     if head == "identical":
         t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()
     data = run_json("check-tying", write_checkpoint(tmp_path / "m", t, None))
-    assert data["tied"] is tied and data["config_tie"] is None and data["problems"] == []
+    assert data["tied"] is tied and data["config_flag"] is None and data["problems"] == []
 
 
 def test_sharded_embedding_and_head_in_different_shards_are_compared(tmp_path):
@@ -101,7 +102,7 @@ def test_comparison_stops_at_the_first_differing_chunk_unless_full(tmp_path, mon
     t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()
     t["lm_head.weight"][10, 3] += 1.0  # one value differs, in the first chunk
     folder = write_checkpoint(tmp_path / "m", t, None)
-    monkeypatch.setattr(tying_module, "COMPARE_CHUNK_BYTES", 32 * 16 * 4)  # 32 rows per chunk
+    monkeypatch.setattr(compare_module, "COMPARE_CHUNK_BYTES", 32 * 16 * 4)  # 32 rows per chunk
     quick = run_json("check-tying", folder)
     assert quick["values_identical"] is False
     assert quick["comparison"]["rows_compared"] == 32 and quick["comparison"]["complete"] is False
@@ -161,7 +162,7 @@ def test_transposed_head_is_compared_column_by_column(tmp_path, monkeypatch, sam
     if not same:
         head[3, 200] += 1
     t["lm_head.weight"] = head
-    monkeypatch.setattr(tying_module, "COMPARE_CHUNK_BYTES", 64 * 16 * 4)
+    monkeypatch.setattr(compare_module, "COMPARE_CHUNK_BYTES", 64 * 16 * 4)
     data = run_json("check-tying", write_checkpoint(tmp_path / "m", t, None), "--full")
     assert data["shape_relation"] == "transposed"
     assert data["values_identical"] is same

@@ -71,11 +71,12 @@ U64 = struct.Struct("<Q")
 class _Header:
     """A cursor over the memory-mapped file that refuses to read past its end."""
 
-    def __init__(self, data: mmap.mmap, path: Path):
+    def __init__(self, data: mmap.mmap, path: Path, keep_all: bool = False):
         self.data = data
         self.size = len(data)
         self.path = path
         self.pos = 0
+        self.keep_all = keep_all  # every array element, exact and strict: a tokenizer's arrays, read on demand
 
     def take(self, n: int) -> int:
         """Claim ``n`` bytes at the cursor; returns where they start."""
@@ -126,6 +127,8 @@ class _Header:
             raise CheckpointError(
                 self.path, f"metadata {key!r} claims {count:,} elements, more than the rest of the file can hold (truncated?)"
             )
+        if self.keep_all:
+            return self._whole_array(key, item, count, depth)
         keep = count <= MAX_KEPT_ARRAY
         if item == GGUFValueType.STRING and key == TOKENS_KEY:  # kept whole: token strings for display
             return [self.raw_string().decode("utf-8", errors="backslashreplace") for _ in range(count)]
@@ -143,6 +146,23 @@ class _Header:
         values = [self.value(item, key, depth + 1) for _ in range(count)]
         return values if keep else None
 
+    def _whole_array(self, key: str, item: GGUFValueType, count: int, depth: int) -> list[Any]:
+        """Every element: strings as strict UTF-8, numbers exactly as stored (count already checked)."""
+        if item == GGUFValueType.STRING:
+            out = []
+            for i in range(count):
+                raw = self.raw_string()
+                try:
+                    out.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise CheckpointError(self.path, f"metadata {key!r} element {i:,} is not UTF-8 text ({raw[:40]!r})") from None
+            return out
+        if item in SCALARS:
+            dtype = np.dtype(SCALARS[item])
+            start = self.take(count * dtype.itemsize)
+            return np.frombuffer(self.data, dtype=dtype, count=count, offset=start).tolist()
+        return [self.value(item, key, depth + 1) for _ in range(count)]
+
     def _type(self, vtype: int, key: str) -> GGUFValueType:
         try:
             return GGUFValueType(vtype)
@@ -155,8 +175,8 @@ def _shortest(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
-    """(version, metadata, tokens, tensors, alignment) from the header at the start of ``data``."""
+def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int, dict[str, int]]:
+    """(version, metadata, tokens, tensors, alignment, where each top-level array starts) from ``data``'s header."""
     h = _Header(data, path)
     if h.unpack("<I") != GGUF_MAGIC:
         raise CheckpointError(path, "not a GGUF file (no GGUF magic)")
@@ -175,12 +195,16 @@ def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list
     metadata: dict[str, Any] = {}
     tokens = None
     keys: set[str] = set()
+    arrays: dict[str, int] = {}
     for _ in range(n_kv):
         key = h.name("metadata key")
         if key in keys:
             raise CheckpointError(path, f"metadata key {key!r} appears twice")
         keys.add(key)
-        value = h.value(h.unpack("<I"), key)
+        vtype = h.unpack("<I")
+        if vtype == GGUFValueType.ARRAY:
+            arrays[key] = h.pos  # read again, whole, only if asked (metadata_array)
+        value = h.value(vtype, key)
         if key == TOKENS_KEY:  # kept apart from the metadata: it is the vocabulary, often 100k+ strings
             tokens = value if isinstance(value, list) and all(isinstance(t, str) for t in value) else None
         elif value is not None:
@@ -196,7 +220,7 @@ def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list
         if info.name in seen:
             raise CheckpointError(path, f"tensor {info.name!r} is listed twice")
         seen.add(info.name)
-    return version, metadata, tokens, tensors, alignment
+    return version, metadata, tokens, tensors, alignment, arrays
 
 
 def _tensor_entry(h: _Header) -> tuple[str, tuple[int, ...], int, int]:
@@ -245,7 +269,7 @@ class GGUFFile:
             raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         try:
             with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:  # only the header's pages are touched
-                self.version, self.metadata, self.tokens, self.tensors, self.alignment = _read_header(path, data)
+                self.version, self.metadata, self.tokens, self.tensors, self.alignment, self._arrays = _read_header(path, data)
         except CheckpointError:
             os.close(self._fd)
             raise
@@ -253,6 +277,29 @@ class GGUFFile:
             os.close(self._fd)
             raise CheckpointError(path, f"not a valid GGUF file: {exc}") from exc
         self.tensors.sort(key=lambda t: _offset(t))
+
+    def array_keys(self) -> set[str]:
+        """Metadata keys whose values are arrays (long ones are not kept in ``metadata``)."""
+        return set(self._arrays)
+
+    def metadata_array(self, key: str) -> list[Any]:
+        """One metadata array in full (e.g. ``tokenizer.ggml.merges``), read from the file now.
+
+        The header walk already checked its length against the file; it is walked again with the
+        same bounds checks, strings decoded strictly as UTF-8 and numbers kept exactly.
+        """
+        if key not in self._arrays:
+            raise CheckpointError(self.path, f"metadata {key!r} is not an array in this file")
+        if self._fd < 0:
+            raise CheckpointError(self.path, "the file is closed")
+        try:
+            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:
+                h = _Header(data, self.path, keep_all=True)
+                h.pos = self._arrays[key]
+                values = h.value(GGUFValueType.ARRAY, key)
+        except (OSError, ValueError, struct.error, OverflowError) as exc:
+            raise CheckpointError(self.path, f"cannot read metadata {key!r}: {exc}") from exc
+        return values
 
     def _qtype(self, info: TensorInfo) -> tuple[GGMLQuantizationType, int, int]:
         qtype = GGMLQuantizationType[info.dtype]

@@ -8,10 +8,12 @@ into ``Text`` objects, never into markup, so they cannot style the output.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -77,14 +79,26 @@ def _plain(renderable: RenderableType) -> RenderableType:
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    """Strict JSON (RFC 8259): a number that is not finite (NaN, ±Infinity) is written as null, never as a bare token."""
+    sys.stdout.write(json.dumps(strict_json(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
+def strict_json(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python values, enums as their values and non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        return strict_json(value.item())
+    if isinstance(value, Enum):
+        return strict_json(value.value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -51,7 +51,7 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
             {"name": n, "shape": list(ckpt.tensors[n].shape), "dtype": ckpt.tensors[n].dtype} for n in anatomy.head_candidates
         ],
         "tied": c.tied,
-        "tie_source": anatomy.tie_source,
+        "tie_source": anatomy.tie_reason,
         "vocab_size": c.vocab_size,
         "hidden_size": c.hidden_size,
         "num_layers": c.num_layers,
@@ -75,11 +75,11 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
             {"dtype": d.dtype, "stored_params": d.stored_params, "effective_params": d.effective_params, "bytes": d.nbytes}
             for d in c.by_dtype
         ],
-        "index_findings": list(c.index_findings),
+        "index_findings": [p.message for p in c.index_findings],
         "buffers_skipped": list(c.buffers_skipped),
         "tokenizer_vocab": c.tokenizer_vocab,
         "padded_rows": c.padded_rows,
-        "notes": list(ckpt.notes) + list(anatomy.problems),
+        "notes": list(ckpt.notes) + [p.message for p in anatomy.problems],
     }
 
 
@@ -124,7 +124,7 @@ def _architecture(anatomy: HeadAnatomy) -> str:
 def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
     matrix = ckpt.tensors[anatomy.head_matrix]
     lines = [
-        Text(f"V = {c.vocab_size:,}   d = {c.hidden_size:,}   {'tied' if c.tied else 'untied'} ({anatomy.tie_source})"),
+        Text(f"V = {c.vocab_size:,}   d = {c.hidden_size:,}   {'tied' if c.tied else 'untied'} ({anatomy.tie_reason})"),
         Text(
             f"LM head: {human_count(c.head_params)} parameters = {percent(c.head_params, c.total_params)} of the model; "
             f"{human_bytes(c.head_bytes)} as {matrix.dtype}"
@@ -157,7 +157,7 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
         parts = [f"{d.dtype} {d.effective_params:,} ({human_bytes(d.nbytes)})" for d in c.by_dtype]
         lines.append(Text("by dtype: " + ", ".join(parts)))
     for finding in c.index_findings:
-        lines.append(Text(f"index: {finding}", style="yellow"))
+        lines.append(Text(f"index: {finding.message}", style="yellow"))
     if c.tokenizer_vocab is not None:
         if c.padded_rows:
             lines.append(Text(f"vocabulary: {c.padded_rows:,} head rows are padding beyond the tokenizer's {c.tokenizer_vocab:,} tokens"))
@@ -167,6 +167,6 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
         lines.append(
             Text(f"skipped {len(c.buffers_skipped)} buffer tensor(s) that are not parameters (e.g. {c.buffers_skipped[0]})", style="dim")
         )
-    for note in [n for n in ckpt.notes if n not in c.index_findings] + list(anatomy.problems):
+    for note in list(ckpt.notes) + [p.message for p in anatomy.problems]:
         lines.append(Text(f"note: {note}", style="yellow"))
     return lines

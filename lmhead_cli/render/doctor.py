@@ -15,17 +15,19 @@ from ..doctor import DoctorReport
 from . import human_bytes, percent
 from .census import census_json
 from .explain import explain_json
+from .tying import tying_dict
 
 
 def doctor_json(ckpt: Checkpoint, r: DoctorReport) -> dict[str, Any]:
     return {
         "checkpoint": str(ckpt.path),
         "healthy": r.healthy,
-        "problems": r.problems,
+        "problems": [p.message for p in r.problems],
+        "problem_kinds": [p.kind.value for p in r.problems],
         "notes": r.notes,
         "counts": census_json(ckpt, r.anatomy, r.census),
-        "tying": asdict(r.tying),
-        "vocabulary": asdict(r.vocabulary),
+        "tying": tying_dict(r.tying),
+        "vocabulary": {**asdict(r.vocabulary), "problems": [p.message for p in r.vocabulary.problems]},
         "head": _head_json(r),
         "explain": explain_json(r.anatomy),
     }
@@ -50,7 +52,7 @@ def doctor_view(ckpt: Checkpoint, r: DoctorReport) -> Group:
         else Text(f"{len(r.problems)} problem{'s' * (len(r.problems) > 1)} found", style="bold red")
     )
     lines: list[Any] = [verdict]
-    lines += [Text(f"problem: {p}", style="red") for p in r.problems]
+    lines += [Text(f"problem: {p.message}", style="red") for p in r.problems]
     lines += [Text(f"note: {n}", style="yellow") for n in r.notes]
     body = Group(*lines, Text(""), _facts(ckpt, r))
     return Group(

@@ -16,7 +16,7 @@ from ..tokens import Vocabulary
 
 def head_warnings(anatomy: HeadAnatomy) -> list[str]:
     """What a person must know before trusting these predictions."""
-    if anatomy.config_tied is False and anatomy.head is None:
+    if anatomy.tie.config_directs is False and anatomy.head is None:
         return [
             f"no head is stored and the config says untied: the loaded model would have a random head; "
             f"showing {anatomy.head_matrix} as the head"
@@ -24,7 +24,7 @@ def head_warnings(anatomy: HeadAnatomy) -> list[str]:
     return []
 
 
-def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int) -> list[Text]:
+def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int, text_note: str | None = None) -> list[Text]:
     """The head as applied (norm, scale, matrix, transforms), then what the reader should know."""
     norm = anatomy.final_norm
     steps = []
@@ -40,6 +40,8 @@ def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, m
     steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
     lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
     lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy)]
+    if text_note:
+        lines.append(Text(text_note, style="dim"))
     if vocab is None:
         lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
     if masked:

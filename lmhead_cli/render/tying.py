@@ -15,8 +15,16 @@ from ..tying import TyingReport
 from . import human_bytes
 
 
-def tying_json(ckpt: Checkpoint, report: TyingReport, expect: str | None) -> dict[str, Any]:
+def tying_dict(report: TyingReport) -> dict[str, Any]:
+    """The report's fields; problems as their messages, with their kinds alongside."""
     data = asdict(report)
+    data["problems"] = [p.message for p in report.problems]
+    data["problem_kinds"] = [p.kind.value for p in report.problems]
+    return data
+
+
+def tying_json(ckpt: Checkpoint, report: TyingReport, expect: str | None) -> dict[str, Any]:
+    data = tying_dict(report)
     data["checkpoint"] = str(ckpt.path)
     if expect is not None:
         data["expected"] = expect
@@ -28,7 +36,7 @@ def tying_view(ckpt: Checkpoint, report: TyingReport, expect: str | None) -> Pan
     style = "red" if report.problems else "green"
     lines: list[Text] = [Text(report.verdict, style=f"bold {style}")]
     for problem in report.problems:
-        lines.append(Text(f"problem: {problem}", style="red"))
+        lines.append(Text(f"problem: {problem.message}", style="red"))
     for note in report.notes:
         lines.append(Text(f"note: {note}", style="yellow"))
     if expect is not None and report.tied != (expect == "tied"):
@@ -53,7 +61,7 @@ def _evidence(r: TyingReport) -> Table:
         else:
             table.add_row(label, Text(f"{side.name}  {list(side.shape)} {side.dtype}  {human_bytes(side.nbytes)}  in {side.file}"))
     if r.shape_relation:
-        table.add_row("shapes", r.shape_relation + ("; same bytes (aliased)" if r.aliased else ""))
+        table.add_row("shapes", r.shape_relation + ("; one stored buffer (shared storage)" if r.shares_storage else ""))
     table.add_row("values", _values(r))
     return table
 

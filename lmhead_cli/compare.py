@@ -1,0 +1,125 @@
+"""Are two stored tensors the same numbers? Compared in row chunks, bytes first, then values.
+
+Two large matrices are compared at memory bandwidth with bounded memory; the
+comparison stops at the first differing chunk unless ``full`` asks for
+difference statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .formats.base import TensorInfo
+
+__all__ = ["COMPARE_CHUNK_BYTES", "ValueComparison", "compare_transposed", "compare_values"]
+
+COMPARE_CHUNK_BYTES = 16 * 2**20  # raw bytes per tensor per chunk
+
+
+@dataclass(frozen=True)
+class ValueComparison:
+    identical: bool
+    rows_compared: int
+    rows_total: int
+    complete: bool  # False when it stopped at the first differing chunk
+    max_abs_diff: float | None = None  # statistics only with full=True
+    mean_row_cosine: float | None = None
+    identical_rows_fraction: float | None = None
+
+
+def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = False, rows: int | None = None) -> ValueComparison:
+    """Compare the first ``rows`` rows (default: all) of two tensors of one width, chunk by chunk:
+    bytes first, then values across dtypes."""
+    rows = a.rows if rows is None else rows
+    row_bytes = max(a.nbytes // max(a.rows, 1), b.nbytes // max(b.rows, 1))
+    chunk = max(1, COMPARE_CHUNK_BYTES // max(row_bytes, 1))
+    wide = np.float64 if "F64" in (a.dtype, b.dtype) else np.float32
+    stats = _Stats() if full else None
+    identical = True
+    done = 0
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        same = _same_bytes(ckpt, a, b, start, stop)
+        if same and stats is None:
+            done = stop
+            continue
+        x, y = _values(ckpt, a, start, stop, wide), _values(ckpt, b, start, stop, wide)  # (C, d) each
+        equal_rows = same or bool(np.array_equal(x, y))
+        done = stop
+        if stats is not None:
+            stats.add(x, y)
+        if not equal_rows:
+            identical = False
+            if stats is None:
+                break
+    if stats is None:
+        return ValueComparison(identical=identical, rows_compared=done, rows_total=rows, complete=identical or done == rows)
+    return ValueComparison(identical, done, rows, True, *stats.result())
+
+
+def compare_transposed(ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full: bool = False) -> ValueComparison:
+    """``emb`` (V, d) against ``head`` stored (d, V): embedding rows against head columns."""
+    rows = emb.rows
+    chunk = max(1, COMPARE_CHUNK_BYTES // max(4 * head.rows, 1))
+    stats = _Stats() if full else None
+    identical, done = True, 0
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        cols = ckpt.read_cols(head.name, start, stop)  # (d, C)
+        x = ckpt.read_rows(emb.name, start, stop)  # (C, d)
+        y = cols.T
+        done = stop
+        if stats is not None:
+            stats.add(x, y)
+        if not np.array_equal(x, y):
+            identical = False
+            if stats is None:
+                break
+    if stats is None:
+        return ValueComparison(identical, done, rows, identical or done == rows)
+    return ValueComparison(identical, done, rows, True, *stats.result())
+
+
+def _same_bytes(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, start: int, stop: int) -> bool:
+    if a.dtype != b.dtype:
+        return False
+    with ckpt.stored_rows(a.name, start, stop) as x, ckpt.stored_rows(b.name, start, stop) as y:  # (C, row_bytes) uint8 each
+        flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+        if flat_x.size % 8 == 0 and flat_x.ctypes.data % 8 == 0 and flat_y.ctypes.data % 8 == 0:  # 8 bytes at a time: ~2.5x faster
+            return bool(np.array_equal(flat_x.view(np.uint64), flat_y.view(np.uint64)))
+        return bool(np.array_equal(flat_x, flat_y))
+
+
+def _values(ckpt: Checkpoint, info: TensorInfo, start: int, stop: int, wide: type) -> np.ndarray:
+    """Rows as (C, d) numbers: float32 holds every narrower float exactly; float64 only for F64."""
+    if wide is np.float32:
+        return ckpt.read_rows(info.name, start, stop).reshape(stop - start, -1)
+    return ckpt.read_rows_f64(info.name, start, stop).reshape(stop - start, -1)
+
+
+class _Stats:
+    """Max |a-b|, mean cosine of corresponding rows, fraction of identical rows."""
+
+    def __init__(self) -> None:
+        self.max_abs = 0.0
+        self.cos_sum = 0.0
+        self.same_rows = 0
+        self.rows = 0
+
+    @np.errstate(over="ignore", invalid="ignore")  # huge or non-finite values give inf / nan statistics, honestly
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:  # (C, d) each
+        diff = np.abs(x.astype(np.float64) - y)
+        self.max_abs = max(self.max_abs, float(np.nanmax(diff)) if diff.size else 0.0)
+        self.same_rows += int((x == y).all(axis=1).sum())
+        norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)  # (C,)
+        dots = np.einsum("cd,cd->c", x.astype(np.float64), y.astype(np.float64))
+        cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), (norms == 0).astype(float))
+        self.cos_sum += float(cos.sum())
+        self.rows += len(x)
+
+    def result(self) -> tuple[float, float, float]:
+        n = max(self.rows, 1)
+        return self.max_abs, self.cos_sum / n, self.same_rows / n

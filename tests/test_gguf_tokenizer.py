@@ -1,0 +1,198 @@
+"""The tokenizer a GGUF carries: built from its metadata, compared with transformers' own conversion.
+
+``tests/fixtures/gguf_tokenizer/`` holds GGUFs written by ``tests/fixtures/make_gguf_tokenizers.py``
+from two real tokenizers it trains (a byte-level BPE saved as tokenizer.json, a SentencePiece BPE
+with byte fallback), and ``expected.json``: the ids ``AutoTokenizer.from_pretrained(dir,
+gguf_file=...)`` gives for a few hundred strings. transformers is not imported here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gguf
+import numpy as np
+import pytest
+
+from lmhead_cli.errors import TokenizerError
+from lmhead_cli.formats.gguf import GGUFFile
+from lmhead_cli.gguf_tokenizer import build_tokenizer, read_gguf_vocab
+
+from conftest import ROOT, run, run_json
+
+FIXTURES = ROOT / "tests" / "fixtures" / "gguf_tokenizer"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+STRINGS: list[str] = EXPECTED["strings"]
+FILES = sorted(EXPECTED["files"])
+
+
+def lmhead_tokenizer(name: str):
+    reader = GGUFFile(FIXTURES / name)
+    try:
+        return build_tokenizer(read_gguf_vocab(reader))
+    finally:
+        reader.close()
+
+
+def test_the_fixtures_cover_both_kinds_and_several_splitters():
+    assert len(STRINGS) >= 300
+    kinds = {name: gguf.GGUFReader(FIXTURES / name).fields["tokenizer.ggml.model"].contents() for name in FILES}
+    assert set(kinds.values()) == {"gpt2", "llama"}
+    pres = {gguf.GGUFReader(FIXTURES / name).fields["tokenizer.ggml.pre"].contents() for name in FILES}
+    assert {"llama-bpe", "qwen2", "smollm", "gpt-2"} <= pres
+    assert all((FIXTURES / name).stat().st_size < 2**20 for name in FILES)
+    assert any("\n" in s for s in STRINGS) and any(s.isdigit() for s in STRINGS) and any(ord(c) > 0xFFFF for s in STRINGS for c in s)
+
+
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("special", ["with_special_tokens", "without_special_tokens"])
+def test_encodings_match_transformers_gguf_tokenizer(name, special):
+    tok = lmhead_tokenizer(name)
+    expected = EXPECTED["files"][name][special]
+    add = special == "with_special_tokens"
+    mismatches = [(s, tok.encode(s, add_special_tokens=add).ids, ids) for s, ids in zip(STRINGS, expected, strict=True)]
+    mismatches = [m for m in mismatches if m[1] != m[2]]
+    assert mismatches == [], f"{len(mismatches)} of {len(STRINGS)} strings differ, first: {mismatches[:3]}"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_decoding_matches_transformers(name):
+    tok = lmhead_tokenizer(name)
+    ids = EXPECTED["files"][name]["without_special_tokens"]
+    decoded = [tok.decode(i, skip_special_tokens=False) for i in ids]
+    assert decoded == EXPECTED["files"][name]["decoded"]
+
+
+def test_bos_is_added_exactly_when_the_file_says():
+    for name, data in EXPECTED["files"].items():
+        with_bos = [a[: len(a) - len(b)] for a, b in zip(data["with_special_tokens"], data["without_special_tokens"], strict=True)]
+        added = {tuple(x) for x in with_bos}
+        flag = gguf.GGUFReader(FIXTURES / name).fields.get("tokenizer.ggml.add_bos_token")
+        assert added == ({(data["bos_token_id"],)} if flag and flag.contents() else {()}), name
+
+
+# ---------------------------------------------------------------- topk --text with the GGUF alone
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_topk_text_targets_are_the_next_tokens_of_transformers_encoding(name, tmp_path):
+    """Position i predicts token i+1 of the text as the model's tokenizer encodes it (BOS included)."""
+    index = STRINGS.index("The quick brown fox jumps over the lazy dog. It's 2024, and we're testing tokenizers: they'll split words.")
+    ids = EXPECTED["files"][name]["with_special_tokens"][index]
+    states = np.random.default_rng(0).normal(0, 1, (len(ids), 8)).astype(np.float32)
+    np.save(tmp_path / "h.npy", states)
+    data = run_json("topk", FIXTURES / name, tmp_path / "h.npy", "--text", STRINGS[index], "-k", "2")
+    targets = [p["target"]["token_id"] for p in data["positions"] if "target" in p]
+    assert targets == ids[1:]
+    assert len(data["positions"]) == len(ids)
+    if data.get("text_token_ids") is not None:  # only said when BOS/EOS were added
+        assert data["text_token_ids"] == ids and "BOS" in data["text_tokenization"]
+        assert EXPECTED["files"][name]["bos_token_id"] == ids[0]
+
+
+def test_topk_text_says_when_bos_was_added(tmp_path):
+    ids = EXPECTED["files"]["spm_llama.gguf"]["with_special_tokens"][STRINGS.index("Hello world")]
+    np.save(tmp_path / "h.npy", np.ones((len(ids), 8), np.float32))
+    out = run("topk", FIXTURES / "spm_llama.gguf", tmp_path / "h.npy", "--text", "Hello world", "-k", "1").stdout
+    assert "with BOS '<s>' (id 1) added (tokenizer.ggml.add_bos_token)" in out
+
+
+def test_tokenizer_option_still_overrides_the_gguf_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = {"<unk>": 0, "a": 5, "b": 7, "c": 9}
+    words |= {f"x{i}": i for i in range(10) if i not in words.values()}
+    tok = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    np.save(tmp_path / "h.npy", np.ones((3, 8), np.float32))
+    data = run_json("topk", FIXTURES / "spm_llama.gguf", tmp_path / "h.npy", "--text", "a b c", "--tokenizer", tmp_path / "tokenizer.json")
+    assert [p["target"]["token_id"] for p in data["positions"][:2]] == [7, 9]
+    assert "text_token_ids" not in data
+
+
+# ---------------------------------------------------------------- errors and laziness
+
+
+def gguf_with(path, model: str | None, **extra) -> None:
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_layer_norm_rms_eps(1e-5)
+    if model is not None:
+        writer.add_tokenizer_model(model)
+    writer.add_token_list(["<unk>", "<s>", "</s>", "\u2581", "a", "\u2581a"])
+    writer.add_token_scores([0.0, 0.0, 0.0, -1.0, -2.0, -3.0])
+    for key, value in extra.items():
+        writer.add_uint32(f"tokenizer.ggml.{key}", value)
+    writer.add_tensor("token_embd.weight", np.ones((6, 8), np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+
+
+@pytest.mark.parametrize("model", ["bert", "rwkv", "t5"])
+def test_an_unsupported_tokenizer_model_is_named(model, tmp_path):
+    gguf_with(tmp_path / "m.gguf", model)
+    np.save(tmp_path / "h.npy", np.ones((2, 8), np.float32))
+    result = run("topk", tmp_path / "m.gguf", tmp_path / "h.npy", "--text", "a", ok=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"tokenizer.ggml.model '{model}' is not supported for --text" in result.stderr
+    assert "hint: pass the model's tokenizer.json with --tokenizer" in result.stderr
+
+
+def test_a_missing_tokenizer_model_is_said(tmp_path):
+    gguf_with(tmp_path / "m.gguf", None)
+    with pytest.raises(TokenizerError, match="tokenizer.ggml.model is missing"):
+        read_gguf_vocab(GGUFFile(tmp_path / "m.gguf"))
+
+
+def test_a_bos_id_outside_the_vocabulary_is_an_error(tmp_path):
+    gguf_with(tmp_path / "m.gguf", "llama", bos_token_id=99)
+    with pytest.raises(TokenizerError, match="bos_token_id 99 is not a token id"):
+        read_gguf_vocab(GGUFFile(tmp_path / "m.gguf"))
+
+
+def test_a_tiny_sentencepiece_file_without_merges_derives_them_from_scores(tmp_path):
+    gguf_with(tmp_path / "m.gguf", "llama", bos_token_id=1)
+    tok = build_tokenizer(read_gguf_vocab(GGUFFile(tmp_path / "m.gguf")))
+    assert tok.encode("a a").ids == [1, 5, 5]  # BOS: llama.cpp's default for SentencePiece; ▁a from the merge ▁ + a
+    assert tok.encode("a a", add_special_tokens=False).ids == [5, 5]
+
+
+def test_header_only_commands_never_read_the_tokenizer_arrays(monkeypatch, tmp_path):
+    """count, check-tying and --targets read no merges, scores or token types; only --text does."""
+    calls: list[str] = []
+    original = GGUFFile.metadata_array
+
+    def watched(self, key):
+        calls.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(GGUFFile, "metadata_array", watched)
+    path = FIXTURES / "bpe_llama3.gguf"
+    run_json("count", path)
+    run_json("check-tying", path)
+    np.save(tmp_path / "h.npy", np.ones((3, 8), np.float32))
+    run_json("topk", path, tmp_path / "h.npy", "--targets", "1,2,3")
+    assert calls == []
+    n = len(lmhead_tokenizer("bpe_llama3.gguf").encode("ab").ids)
+    np.save(tmp_path / "h.npy", np.ones((n, 8), np.float32))
+    run_json("topk", path, tmp_path / "h.npy", "--text", "ab")
+    assert {"tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"} <= set(calls)
+
+
+def test_long_arrays_are_read_whole_and_exactly(tmp_path):
+    """The header walk skips arrays over 256 elements; metadata_array reads them back in full."""
+    n = 70_000
+    writer = gguf.GGUFWriter(str(tmp_path / "big.gguf"), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"t{i}" for i in range(n)])
+    writer.add_token_scores([i / 3 for i in range(n)])
+    writer.add_token_merges([f"t{i} t{i + 1}" for i in range(n - 1)])
+    writer.add_tensor("token_embd.weight", np.ones((4, 8), np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    reader = GGUFFile(tmp_path / "big.gguf")
+    assert "tokenizer.ggml.merges" not in reader.metadata and "tokenizer.ggml.scores" not in reader.metadata
+    assert reader.metadata_array("tokenizer.ggml.merges")[-1] == f"t{n - 2} t{n - 1}"
+    scores = reader.metadata_array("tokenizer.ggml.scores")
+    np.testing.assert_array_equal(scores, (np.arange(n) / 3).astype(np.float32))  # float32 as stored, not rounded for display
+    assert len(reader.metadata_array("tokenizer.ggml.tokens")) == n
+    with pytest.raises(Exception, match="not an array"):
+        reader.metadata_array("general.architecture")

@@ -19,16 +19,14 @@ from .conventions import (
     CONVENTIONS,
     EMBEDDING_PATTERNS,
     EPS_KEYS,
-    GGUF_LOGIT_SCALE,
-    GGUF_NORM_KEYS,
     HEAD_PATTERNS,
     LAYERNORM,
     NORM_PATTERNS,
     RMSNORM,
     Convention,
-    gguf_convention,
 )
 from .errors import AnatomyError, LmheadError
+from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
 from .problems import Problem, ProblemKind
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
@@ -107,15 +105,15 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     gguf = ckpt.format is Format.GGUF
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
     lm = None if gguf else language_config(config)
-    nested = lm is not None and lm.nesting is not None
-    settings = lm.config if nested else config  # where the language model's sizes, norm and eps live
-    arch = _gguf_architecture(config) if gguf else architecture_of(settings)
-    conv = gguf_convention(arch, config) if gguf else CONVENTIONS.get(arch) if arch else None
-    where = "GGUF metadata" if gguf else (f"config {lm.nesting}" if nested else "config")
+    nest = lm if lm is not None and lm.nesting is not None else None  # a wrapper's language model, nested
+    settings = nest.config if nest else config  # where the language model's sizes, norm and eps live
+    arch = _gguf_architecture(ckpt.metadata) if gguf else architecture_of(settings)
+    conv = gguf_convention(arch, ckpt.metadata) if gguf else CONVENTIONS.get(arch) if arch else None
+    where = "GGUF metadata" if gguf else (f"config {nest.nesting}" if nest else "config")
     explain: dict[str, str] = {}
     names = ckpt.tensors
-    if nested:
-        explain["language model"] = f"{lm.wrapper_type or 'wrapper'} nests a {arch or 'unknown'} model in {lm.nesting}"
+    if nest:
+        explain["language model"] = f"{nest.wrapper_type or 'wrapper'} nests a {arch or 'unknown'} model in {nest.nesting}"
     if conv and not gguf:
         conv, layout = relocate(conv, names)
         if layout != "plain decoder layout":
@@ -132,16 +130,21 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     bias = _head_bias(ckpt, conv, head_name, explain)
     shares = _shares_storage(ckpt, emb, head_name)
     tie_problems: tuple[Problem, ...] = ()
-    if gguf:
-        source, directs, reason, flag = TieSource.GGUF, *_gguf_tying(head_name, emb)
-    elif nested and lm is not None and config is not None:
-        directs, reason, flag, flag_problems = wrapped_tying(config, lm)
+    ignores_head = False
+    if gguf:  # llama.cpp's rule for the file's architecture (gguf_conventions)
+        rule = gguf_tying(arch, None if shares else head_name, emb)
+        source, directs, reason, flag = TieSource.GGUF, rule.config_tied, rule.source, None
+        ignores_head, tie_problems = rule.forced, rule.problems
+    elif nest and config is not None:
+        directs, reason, flag, flag_problems = wrapped_tying(config, nest)
         source, tie_problems = TieSource.WRAPPER, tuple(Problem(ProblemKind.TIE_FLAGS_DISAGREE, p) for p in flag_problems)
     elif config is None:
         source, directs, reason, flag = TieSource.NO_CONFIG, None, "no config", None
     else:
         source, directs, reason, flag = TieSource.CONFIG, *_tying(config, conv, arch)
-    evidence = TieEvidence(source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares)
+    evidence = TieEvidence(
+        source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares, loader_ignores_head=ignores_head
+    )
     identical = _values_identical(ckpt, emb, head_name, explain) if values_decide(evidence) else None
     tied = loads_tied(evidence, identical)
     tie_reason = _tie_reason(evidence, tied, identical, head_name, emb)
@@ -150,6 +153,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     matrix = emb if (tied or head_name is None) else head_name
     if matrix is None:  # tied by config but no embedding stored: the head stands in for it
         matrix, tied = head_name, False
+    assert matrix is not None  # an embedding or a head was found (checked above)
     shape = names[matrix].shape
     if len(shape) != 2:
         raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix must be 2-D (V, d)")
@@ -164,12 +168,16 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     except AnatomyError as exc:  # a bad setting: name the file it came from
         raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
     if gguf:
-        _gguf_explain(arch, config, norm, explain)
-    problems = _gguf_size_problems(config, arch, vocab, hidden, matrix) if gguf else _size_problems(settings, vocab, hidden, matrix)
+        explain.update(gguf_explain(arch, ckpt.metadata, norm.kind if norm else None))
+    problems = (
+        _gguf_size_problems(ckpt.metadata, arch, vocab, hidden, matrix) + gguf_metadata_problems(arch, ckpt.metadata)
+        if gguf
+        else _size_problems(settings, vocab, hidden, matrix)
+    )
     transforms = _transforms(settings, conv, explain, where)
-    if nested and lm.wrapper and not lm.wrapper.applies_text_transforms and transforms:
+    if nest and nest.wrapper and not nest.wrapper.applies_text_transforms and transforms:
         for t in transforms:
-            explain[f"transform:{t.kind}"] = f"{t.source}, but {lm.wrapper_type}'s head does not apply it"
+            explain[f"transform:{t.kind}"] = f"{t.source}, but {nest.wrapper_type}'s head does not apply it"
         transforms = ()
     return HeadAnatomy(
         architecture=arch,
@@ -193,7 +201,7 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         values_identical=identical,
         problems=problems,
         tie_problems=tie_problems,
-        wrapper=lm.wrapper_type if nested else None,
+        wrapper=nest.wrapper_type if nest else None,
         head_candidates=_head_candidates(names, (vocab, hidden), {emb, head_name, *(conv.aliases if conv else ())}),
     )
 
@@ -220,6 +228,7 @@ def _pick(
     if table:
         # The architecture is known but its names are absent: the head is simply not stored.
         if role == "head":
+            _no_unread_head(ckpt, table)
             explain[role] = f"not stored (looked for {', '.join(table)})"
             return None
     for pattern in patterns:
@@ -230,6 +239,18 @@ def _pick(
             return name
     explain[role] = "not found"
     return None
+
+
+def _no_unread_head(ckpt: Checkpoint, table: tuple[str, ...]) -> None:
+    """A head module with stored tensors lmhead did not recognise is not "no head": refuse, never fall back."""
+    for name in table:
+        module = name.rsplit(".", 1)[0] + "."
+        stored = sorted(n for n in ckpt.on_disk if n.startswith(module) and n not in ckpt.tensors)
+        stored = stored or sorted(n for n in ckpt.tensors if n.startswith(module) and n != name and not n.endswith(".bias"))
+        if stored:
+            raise AnatomyError(
+                ckpt.path, f"{module[:-1]} stores {', '.join(stored[:3])} but no {name} lmhead can read; it will not guess another head"
+            )
 
 
 def _head_candidates(names: dict, shape: tuple[int, int], taken: set) -> tuple[str, ...]:
@@ -291,6 +312,8 @@ def _values_identical(ckpt: Checkpoint, emb: str | None, head: str | None, expla
 
 def _tie_reason(e: TieEvidence, tied: bool, identical: bool | None, head: str | None, emb: str | None) -> str:
     """Why ``loads_tied`` decided as it did, in words."""
+    if e.loader_ignores_head:  # llama.cpp's always-tied graphs: the rule says it all
+        return e.reason
     if e.config_directs is False:
         return e.reason + ("; no head is stored" if head is None else "")
     if e.shares_storage:
@@ -391,8 +414,10 @@ def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: 
 def _transforms(
     config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config"
 ) -> tuple[LogitTransform, ...]:
-    out = []
-    for t in conv.transforms if conv else ():
+    out: list[LogitTransform] = []
+    if conv is None:
+        return ()
+    for t in conv.transforms:
         raw = (config or {}).get(t.key, t.default)
         if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)):
             continue
@@ -409,26 +434,6 @@ def _transforms(
 def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
     arch = metadata.get("general.architecture")
     return arch if isinstance(arch, str) and arch else None
-
-
-def _gguf_tying(head: str | None, emb: str | None) -> tuple[bool | None, str, None]:
-    """llama.cpp's loaders take output.weight when it is stored and fall back to the embedding when not."""
-    if head is None:
-        return None, f"GGUF stores no output.weight: llama.cpp reuses {emb or 'token_embd.weight'} as the head", None
-    return False, f"GGUF stores {head}: llama.cpp uses it as the head", None
-
-
-def _gguf_explain(arch: str | None, metadata: dict[str, Any], norm: FinalNorm | None, explain: dict[str, str]) -> None:
-    """Say why the norm has its kind, and which metadata lmhead saw but does not apply."""
-    if norm is not None and arch is not None:
-        present = [f"{arch}.{suffix}" for suffix, _ in GGUF_NORM_KEYS if f"{arch}.{suffix}" in metadata]
-        why = f"{present[0]} present" if present else "no eps key in the metadata; llama.cpp's usual RMSNorm assumed"
-        if arch.startswith("gemma"):
-            why += "; convert_hf_to_gguf.py stored Gemma's 1 + w, so the weight multiplies as is"
-        explain["norm_kind"] = f"{norm.kind}: {why}"
-    key = f"{arch}.logit_scale"
-    if arch is not None and arch not in GGUF_LOGIT_SCALE and key in metadata:
-        explain["transform:logit_scale"] = f"{key}={metadata[key]} not applied: lmhead does not know how llama.cpp's {arch} graph uses it"
 
 
 def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[Problem, ...]:

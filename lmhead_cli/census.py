@@ -17,7 +17,23 @@ from .problems import Problem, ProblemKind
 
 __all__ = ["Census", "DtypeCount", "Group", "census"]
 
-GROUP_ORDER = ("embedding", "head", "final_norm", "blocks", "vision", "projector", "other")
+GROUP_ORDER = ("embedding", "head", "final_norm", "blocks", "vision", "projector", "other", "quantization")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a quantized checkpoint stores its weights (None in ``Census`` for a dense one)."""
+
+    method: str  # the config's quant_method ("gptq", "bitsandbytes", ...), else the layout's own name
+    layouts: tuple[str, ...]  # every stored layout found, e.g. ("bitsandbytes NF4",)
+    bits: int | None
+    group_size: int | None
+    source: str  # where the method was read
+    head_quantized: bool
+    embedding_quantized: bool
+    head_layout: str | None  # the head matrix's layout, None when dense
+    quantized_params: int  # dense-equivalent parameters stored quantized
+    metadata_bytes: int  # scales, zero points, indices, states
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,8 @@ class Census:
     index_findings: tuple[Problem, ...] = ()  # disagreements between the shard index and the headers
     tokenizer_vocab: int | None = None
     padded_rows: int | None = None
+    head_bits_per_param: float = 0.0  # of the head matrix, quantization metadata included
+    quantization: Quantization | None = None
 
     @property
     def head_share(self) -> float:
@@ -86,6 +104,8 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
         groups = _with_missing_head(groups, anatomy)
     embedding = ckpt.tensors[anatomy.embedding] if anatomy.embedding else None
     matrix = ckpt.tensors[anatomy.head_matrix]
+    matrix_quantized = ckpt.quantized.get(anatomy.head_matrix)
+    matrix_bytes = matrix_quantized.nbytes if matrix_quantized else matrix.nbytes  # its scales and zero points too
     bias = ckpt.tensors[anatomy.head_bias] if anatomy.head_bias else None
     bias_params = bias.numel if bias else 0
     head_group = groups[GROUP_ORDER.index("head")]
@@ -100,20 +120,48 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
         embedding_params=embedding.numel if embedding else 0,
         head_params=matrix.numel + bias_params,
         head_stored_params=head_group.params,
-        head_bytes=matrix.nbytes + (bias.nbytes if bias else 0),
-        head_stored_bytes=head_group.nbytes,
+        head_bytes=matrix_bytes + (bias.nbytes if bias else 0),
+        head_stored_bytes=head_group.nbytes + (matrix_bytes - matrix.nbytes if anatomy.head == anatomy.head_matrix else 0),
         tied=anatomy.tied,
         vocab_size=anatomy.vocab_size,
         hidden_size=anatomy.hidden_size,
         num_layers=groups[GROUP_ORDER.index("blocks")].layers or 0,
         groups=groups,
         buffers_skipped=anatomy.buffers,
-        stored_params=sum(i.numel for g in members.values() for i in g),
+        stored_params=sum(i.numel for name, g in members.items() if name != "quantization" for i in g),
         non_embedding_params=total - (embedding.numel if embedding else 0) - own_head,
         by_dtype=_by_dtype(members, anatomy),
         index_findings=_index_findings(ckpt),
         tokenizer_vocab=tokenizer_vocab,
         padded_rows=padded,
+        head_bits_per_param=8 * matrix_bytes / matrix.numel if matrix.numel else 0.0,
+        quantization=_quantization(ckpt, anatomy),
+    )
+
+
+def _quantization(ckpt: Checkpoint, anatomy: HeadAnatomy) -> Quantization | None:
+    weights = ckpt.quantized
+    scheme = ckpt.quantization
+    if not weights and scheme is None:
+        return None
+    sizes: dict[str, int] = {}
+    for w in weights.values():
+        sizes[w.method.value] = sizes.get(w.method.value, 0) + w.numel
+    layouts = sorted(sizes, key=lambda m: -sizes[m])
+    head = weights.get(anatomy.head_matrix)
+    embedding = weights.get(anatomy.embedding) if anatomy.embedding else None
+    first = max(weights.values(), key=lambda w: w.numel, default=None)
+    return Quantization(
+        method=scheme.quant_method if scheme else (first.method.dtype_label if first else "unknown"),
+        layouts=tuple(layouts),
+        bits=scheme.bits if scheme and scheme.bits else (first.bits if first else None),
+        group_size=scheme.group_size if scheme and scheme.group_size else (first.group_size if first else None),
+        source=scheme.source if scheme else "tensor names",
+        head_quantized=head is not None,
+        embedding_quantized=embedding is not None,
+        head_layout=head.method.value if head else None,
+        quantized_params=sum(w.numel for w in weights.values()),
+        metadata_bytes=sum(i.nbytes for i in ckpt.quant_metadata),
     )
 
 
@@ -126,7 +174,9 @@ def _with_missing_head(groups: tuple[Group, ...], anatomy: HeadAnatomy) -> tuple
 
 def _by_dtype(members: dict[str, list[TensorInfo]], anatomy: HeadAnatomy) -> tuple[DtypeCount, ...]:
     stored: dict[str, list[int]] = {}
-    for infos in members.values():
+    for group, infos in members.items():
+        if group == "quantization":
+            continue
         for info in infos:
             row = stored.setdefault(info.dtype, [0, 0, 0])
             row[0] += info.numel
@@ -141,7 +191,7 @@ def _index_findings(ckpt: Checkpoint) -> tuple[Problem, ...]:
     meta = ckpt.index_metadata or {}
     findings = []
     size = meta.get("total_size")
-    actual_bytes = sum(i.nbytes for i in ckpt.tensors.values())
+    actual_bytes = sum(i.nbytes for i in ckpt.on_disk.values())
     if isinstance(size, int) and size != actual_bytes:
         findings.append(
             Problem(
@@ -150,12 +200,14 @@ def _index_findings(ckpt: Checkpoint) -> tuple[Problem, ...]:
             )
         )
     params = meta.get("total_parameters")
-    actual_params = sum(i.numel for i in ckpt.tensors.values())
+    actual_params = sum(i.numel for i in ckpt.tensors.values())  # dense-equivalent: quantization metadata is no parameter
     if isinstance(params, int) and params != actual_params:
         findings.append(
             Problem(
                 ProblemKind.INDEX_TOTAL_PARAMETERS,
-                f"index metadata total_parameters is {params:,}, the shards hold {actual_params:,} ({actual_params - params:+,})",
+                f"index metadata total_parameters is {params:,}, the shards hold {actual_params:,}"
+                + (" dense-equivalent parameters" if ckpt.quantized else "")
+                + f" ({actual_params - params:+,})",
             )
         )
     findings.extend(Problem(ProblemKind.INDEX_MISSING_TENSOR, f"index {p}") for p in ckpt.index_problems)
@@ -190,6 +242,7 @@ def _assign_groups(ckpt: Checkpoint, anatomy: HeadAnatomy) -> dict[str, list[Ten
             members["blocks"].append(info)
         else:
             members["other"].append(info)
+    members["quantization"].extend(ckpt.quant_metadata)
     return members
 
 
@@ -200,7 +253,7 @@ def _is_block(name: str, anatomy: HeadAnatomy) -> bool:
 
 
 def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
-    params = sum(i.numel for i in infos)
+    params = 0 if name == "quantization" else sum(i.numel for i in infos)  # scales and states are no parameters
     note = None
     if name == "head" and anatomy.tied:
         weight = next((i for i in infos if i.name == anatomy.head), None)
@@ -215,7 +268,7 @@ def _group(name: str, infos: list[TensorInfo], anatomy: HeadAnatomy) -> Group:
             note = f"tied: uses {anatomy.embedding}"
     layers = None
     if name == "blocks":
-        layers = len({re.search(BLOCK_PATTERN, i.name).group(1) for i in infos})
+        layers = len({m.group(1) for i in infos if (m := re.search(BLOCK_PATTERN, i.name))})  # blocks matched the pattern
     return Group(
         name=name,
         params=params,

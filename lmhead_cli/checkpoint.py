@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .errors import CheckpointError
-from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array
+from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows
+
+if TYPE_CHECKING:
+    from .quant import QuantizedWeight, Scheme
 
 __all__ = ["Checkpoint", "Format", "Reader", "TensorInfo", "open_checkpoint"]
 
@@ -50,10 +55,19 @@ class Checkpoint:
     unindexed: list[str] = field(default_factory=list)  # tensors in the shards the index does not name
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
+    quantization: Scheme | None = None  # the method's settings, as the config (or metadata) states them
+    quantized: dict[str, QuantizedWeight] = field(default_factory=dict)  # logical name -> its stored parts
+    quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
+    stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk by stored name, when ``tensors`` differs
 
     @property
     def files(self) -> list[Path]:
         return list(self.readers)
+
+    @property
+    def on_disk(self) -> dict[str, TensorInfo]:
+        """Every stored tensor (quantized parts included); ``tensors`` holds the logical ones."""
+        return self.stored or self.tensors
 
     def info(self, name: str) -> TensorInfo:
         try:
@@ -65,24 +79,49 @@ class Checkpoint:
         return self.readers[info.file]
 
     def read_rows(self, name: str, start: int, stop: int) -> F32Array:
-        """Rows ``start:stop`` of tensor ``name`` as float32; only those bytes are read."""
+        """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized);
+        only those bytes are read."""
         info = self.info(name)
+        quantized = self.quantized.get(name)
+        if quantized is not None:
+            return self._read_quantized(quantized, start, stop)
         return self._reader(info).read_rows(info, start, stop)
 
     def read_rows_f64(self, name: str, start: int, stop: int) -> F64Array:
         """The same rows as float64: exact for every floating type, F64 included."""
         info = self.info(name)
+        if name in self.quantized:  # the dequantized values are float32 (or narrower) exactly
+            return self.read_rows(name, start, stop).astype(np.float64)
         return self._reader(info).read_rows_f64(info, start, stop)
 
     def read_cols(self, name: str, start: int, stop: int) -> F32Array:
         """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C)."""
         info = self.info(name)
+        if name in self.quantized:  # packed along rows: dequantize every row, chunk by chunk
+            return columns_from_rows(lambda i, a, b: self.read_rows(i.name, a, b), info, start, stop)
         return self._reader(info).read_cols(info, start, stop)
 
     def stored_rows(self, name: str, start: int, stop: int) -> AbstractContextManager[U8Array]:
-        """Rows as stored, uint8 (rows, row_bytes), for a byte comparison; valid inside the ``with`` block."""
+        """Rows as stored, uint8 (rows, row_bytes), for a byte comparison; valid inside the ``with`` block.
+
+        A quantized weight's rows are spread over several stored tensors: its
+        dequantized float32 rows stand in, so equal bytes still mean equal values.
+        """
         info = self.info(name)
+        if name in self.quantized:
+            return nullcontext(self.read_rows(name, start, stop).reshape(stop - start, -1).view(np.uint8))
         return self._reader(info).stored_rows(info, start, stop)
+
+    def _read_quantized(self, weight: QuantizedWeight, start: int, stop: int) -> F32Array:
+        from .quant import read_rows
+
+        if self._reader(weight.data).format != Format.SAFETENSORS:
+            reason = f"{weight.module} is {weight.method.value}-quantized; lmhead cannot dequantize it yet (outside safetensors)"
+            raise CheckpointError(self.path, reason)
+        try:
+            return read_rows(weight, start, stop)
+        except CheckpointError as exc:
+            raise CheckpointError(self.path if "cannot dequantize" in exc.reason else exc.path, exc.reason, exc.hint) from None
 
     def read_tensor(self, name: str) -> F32Array:
         """A whole (small) tensor as float32: norm weights, biases."""
@@ -189,7 +228,9 @@ def _open_directory(directory: Path) -> Checkpoint:
         return _open_gguf(ggufs[0])
     for what, found in (("index files", indexes), ("PyTorch files", torch_files), (".gguf files", ggufs)):
         if len(found) > 1:
-            raise CheckpointError(directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"name it: {found[0]}")
+            raise CheckpointError(
+                directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"give the file itself as CKPT, e.g. {found[0]}"
+            )
     raise CheckpointError(
         directory,
         "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",
@@ -224,10 +265,10 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     metadata = index.get("metadata")
     ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
     for tensor, shard in sorted(weight_map.items()):
-        info = ckpt.tensors.get(tensor)
+        info = ckpt.on_disk.get(tensor)
         if info is None or info.file.name != Path(shard).name:
             ckpt.index_problems.append(f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
-    ckpt.unindexed = sorted(set(ckpt.tensors) - set(weight_map))
+    ckpt.unindexed = sorted(set(ckpt.on_disk) - set(weight_map))
     return ckpt
 
 
@@ -281,7 +322,7 @@ def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path]
     if config is not None and not isinstance(config, dict):
         raise CheckpointError(config_path, "config is not a JSON object")
     tokenizer = directory / "tokenizer.json"
-    return Checkpoint(
+    ckpt = Checkpoint(
         path=path,
         format=next(iter(readers.values())).format,
         tensors=tensors,
@@ -291,6 +332,40 @@ def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path]
         tokenizer_path=tokenizer if tokenizer.is_file() else None,
         index_path=index_path,
     )
+    _group_quantized(ckpt, directory)
+    return ckpt
+
+
+def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
+    """Replace each quantized module's stored tensors by one logical weight of its dense shape."""
+    from .quant import group, recognise
+
+    quantize_config_path = directory / "quantize_config.json"
+    quantize_config = _read_json(quantize_config_path, "quantize_config") if quantize_config_path.is_file() else None
+    metadata: dict[str, str] = {}
+    for reader in ckpt.readers.values():
+        metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})
+    scheme = recognise(ckpt.config, quantize_config, metadata)
+    grouping = group(ckpt.tensors, scheme, metadata=metadata)
+    ckpt.quantization = scheme
+    if not grouping.consumed:
+        return
+    logical: dict[str, TensorInfo] = {}
+    by_data = {w.data.name: w for w in grouping.weights.values()}
+    for name, info in ckpt.tensors.items():
+        weight = by_data.get(name)
+        if weight is not None:
+            logical[weight.name] = TensorInfo(
+                weight.name, weight.shape, weight.method.dtype_label, weight.data.nbytes, weight.data.file, weight.data.offset
+            )
+        elif name not in grouping.consumed:
+            if name in grouping.weights:
+                raise CheckpointError(info.file, f"{name} is stored both dense and as a quantized module")
+            logical[name] = info
+    ckpt.stored = ckpt.tensors
+    ckpt.tensors = logical
+    ckpt.quantized = grouping.weights
+    ckpt.quant_metadata = grouping.metadata
 
 
 def _read_json(path: Path, what: str) -> Any:

@@ -190,37 +190,7 @@ CONVENTIONS["qwen3_vl_text"] = replace(LLAMA, family="qwen3_vl_text")
 CONVENTIONS["qwen3_vl_moe_text"] = replace(LLAMA, family="qwen3_vl_moe_text")
 CONVENTIONS["umt5"] = replace(CONVENTIONS["t5"], family="umt5")
 
-# GGUF (llama.cpp, Ollama, LM Studio): one set of tensor names for every architecture, and the
-# settings in the file's metadata under "<general.architecture>.<key>" (llama.cpp's llama-arch.cpp).
-GGUF = Convention(
-    family="gguf",
-    embedding=("token_embd.weight",),
-    head=("output.weight",),  # absent: llama.cpp's loaders fall back to token_embd.weight (tied)
-    final_norm=("output_norm",),
-    eps_default=1e-5,
-    tie_default=True,
-)
-# llama.cpp reads the RMS eps key for RMSNorm models and the plain one for LayerNorm models, so the key
-# present names the norm. Gemma's (1 + w) is no exception: convert_hf_to_gguf.py adds 1 to every Gemma,
-# Gemma 2 and Gemma 3 norm.weight, so the stored weight is the multiplier of a plain RMSNorm.
-GGUF_NORM_KEYS = (("attention.layer_norm_rms_epsilon", RMSNORM), ("attention.layer_norm_epsilon", LAYERNORM))
-# "<arch>.logit_scale" means different things per graph in llama.cpp: command-r and cohere2 multiply the
-# logits by it (Cohere's logit_scale), granite divides them by it (Granite's logits_scaling).
-GGUF_LOGIT_SCALE = {"command-r": "scale", "cohere2": "scale", "granite": "divide", "granitemoe": "divide", "granitehybrid": "divide"}
-# gemma2's graph always soft-caps, with llama.cpp's default of 30 when the key is absent (llama-hparams.h).
-GGUF_SOFTCAP_DEFAULT = {"gemma2": 30.0}
-
-
-def gguf_convention(arch: str | None, metadata: dict) -> Convention:
-    """The GGUF convention for one file: norm kind from the eps key present, transforms by architecture."""
-    if arch is None:
-        return GGUF
-    eps_keys = tuple(f"{arch}.{suffix}" for suffix, _ in GGUF_NORM_KEYS)
-    norm = next((kind for key, (_, kind) in zip(eps_keys, GGUF_NORM_KEYS, strict=True) if key in metadata), RMSNORM)
-    transforms = [Transform("softcap", f"{arch}.final_logit_softcapping", GGUF_SOFTCAP_DEFAULT.get(arch))]
-    if arch in GGUF_LOGIT_SCALE:
-        transforms.append(Transform(GGUF_LOGIT_SCALE[arch], f"{arch}.logit_scale", None))
-    return replace(GGUF, norm=norm, eps_keys=eps_keys, transforms=tuple(transforms))
+# GGUF files follow llama.cpp's conventions: see gguf_conventions.py.
 
 
 # Class names in config.json's "architectures" whose model_type may be missing.

@@ -38,6 +38,21 @@ class TopK:
     target_probs: np.ndarray | None = None  # (N,) float64
     target_ranks: np.ndarray | None = None  # (N,) int64, 1 = top
 
+    @property
+    def scored_targets(self) -> TargetScores | None:
+        """The four target columns together, or None when no targets were given."""
+        if self.target_ids is None or self.target_logits is None or self.target_probs is None or self.target_ranks is None:
+            return None
+        return TargetScores(self.target_ids, self.target_logits, self.target_probs, self.target_ranks)
+
+
+@dataclass(frozen=True)
+class TargetScores:
+    ids: np.ndarray  # (N,) int64; -1 where a position has no target
+    logits: np.ndarray  # (N,) float32
+    probs: np.ndarray  # (N,) float64
+    ranks: np.ndarray  # (N,) int64, 1 = top
+
 
 def default_chunk_rows(hidden_size: int) -> int:
     return max(64, CHUNK_BYTES // (4 * hidden_size))

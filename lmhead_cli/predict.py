@@ -45,8 +45,8 @@ class Predictions:
     norm_applied: bool
 
     def summaries(self) -> list[Summary]:
-        t = self.topk
-        if t.target_ids is None:
+        t = self.topk.scored_targets
+        if t is None:
             return []
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(self.coords):
@@ -54,11 +54,11 @@ class Predictions:
             groups.setdefault(key, []).append(i)
         out = []
         for key, rows in groups.items():
-            rows = [r for r in rows if t.target_ids[r] >= 0]
+            rows = [r for r in rows if t.ids[r] >= 0]
             if not rows:
                 continue
-            nll = float(np.mean(-np.log(np.maximum(t.target_probs[rows], 1e-300))))
-            acc = float(np.mean(t.target_ranks[rows] == 1))
+            nll = float(np.mean(-np.log(np.maximum(t.probs[rows], 1e-300))))
+            acc = float(np.mean(t.ranks[rows] == 1))
             out.append(Summary(dict(key), len(rows), nll, math.exp(nll), acc))
         return out
 

@@ -21,6 +21,10 @@ class ProblemKind(Enum):
     UNTIED_HEAD_MISSING = "untied_head_missing"  # the config says untied, no head is stored: a random head
     NO_EMBEDDING = "no_embedding"
     WIDTHS_DISAGREE = "widths_disagree"  # embedding and head of different hidden sizes
+    # llama.cpp's rules for GGUF files (gguf_conventions.py): files llama.cpp refuses to load
+    GGUF_HEAD_NEVER_READ = "gguf_head_never_read"  # output.weight stored for a graph that always uses token_embd
+    GGUF_HEAD_MISSING = "gguf_head_missing"  # output.weight absent for a graph that requires it
+    GGUF_KEY_MISSING = "gguf_key_missing"  # a metadata key the graph requires (the final norm's eps)
     # sizes (anatomy.py, vocab.py)
     VOCAB_SIZE = "vocab_size"  # the config's (or GGUF metadata's) vocab size against the head's rows
     HIDDEN_SIZE = "hidden_size"  # the config's hidden size against the head's columns

@@ -38,11 +38,12 @@ class TieEvidence:
     reason: str  # why ``config_directs`` is what it is, for people
     head_stored: bool  # a head weight is stored under its own name
     shares_storage: bool  # ... and it is the embedding's own buffer (two names, one matrix)
+    loader_ignores_head: bool = False  # the loader multiplies by the embedding whatever is stored (llama.cpp's Gemma, Command-R)
 
 
 def values_decide(e: TieEvidence) -> bool:
     """Whether ``loads_tied`` needs ``values_identical``: a head is stored apart and the config does not rule tying out."""
-    return e.config_directs is not False and e.head_stored and not e.shares_storage
+    return e.config_directs is not False and e.head_stored and not e.shares_storage and not e.loader_ignores_head
 
 
 def loads_tied(e: TieEvidence, values_identical: bool | None) -> bool:
@@ -52,7 +53,8 @@ def loads_tied(e: TieEvidence, values_identical: bool | None) -> bool:
     tied (the key, or the class default) it ties an absent head, or a stored
     head equal to the embedding, and otherwise loads the stored head (4.x
     replaced it: ``check-tying`` reports that as a problem). llama.cpp (GGUF)
-    uses ``output.weight`` when stored and reuses the embedding when not. With
+    uses ``output.weight`` when stored and reuses the embedding when not, except
+    in the graphs that always use the embedding (``loader_ignores_head``). With
     no config, or a flag that decides nothing, the files decide the same way:
     no head stored, a head on the embedding's storage, or a stored head equal
     to the embedding (same shape, every value) is one matrix.
@@ -63,6 +65,6 @@ def loads_tied(e: TieEvidence, values_identical: bool | None) -> bool:
     """
     if e.config_directs is False:
         return False
-    if not e.head_stored or e.shares_storage:
+    if not e.head_stored or e.shares_storage or e.loader_ignores_head:
         return True
     return values_identical is True

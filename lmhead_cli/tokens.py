@@ -11,9 +11,12 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TokenizerError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
@@ -60,8 +63,9 @@ class Vocabulary:
 
     source: str
     size: int  # ids 0 .. size-1 are the tokenizer's (added tokens included)
-    _tokenizer: Any = None
+    _tokenizer: Tokenizer | None = None
     _tokens: list[str] | None = None
+    _show: Callable[[str], str] | None = None  # a stored token as text, applied per id on demand (150k tokens: seconds)
     _build: Callable[[], Any] | None = None  # builds the encoder on first use (a GGUF's tokenizer metadata)
     add_special: bool = False  # encode adds the tokenizer's BOS/EOS (a GGUF's add_bos_token)
     note: str | None = None  # how --text is tokenized, when a person should be told (BOS added)
@@ -74,7 +78,10 @@ class Vocabulary:
         if token_id < 0 or token_id >= self.size:
             return None
         if self._tokens is not None:
-            return self._tokens[token_id]
+            raw_token = self._tokens[token_id]
+            return self._show(raw_token) if self._show else raw_token
+        if self._tokenizer is None:
+            return None
         raw = self._tokenizer.id_to_token(token_id)
         if raw is None:
             return None
@@ -131,11 +138,12 @@ def vocabulary_from_tokens(
     space), "llama" ones SentencePiece (▁ for a space, <0x0A> for a byte); both are shown as text.
     ``build`` makes the encoder for --text when it is first needed.
     """
-    if model == "gpt2":
-        tokens = [_byte_level_bytes(t) or t for t in tokens]
-    elif model == "llama":
-        tokens = [_sentencepiece_text(t) for t in tokens]
-    return Vocabulary(source=source, size=len(tokens), _tokens=list(tokens), _build=build, add_special=add_special, note=note)
+    show = {"gpt2": _byte_level_text, "llama": _sentencepiece_text}.get(model) if isinstance(model, str) else None
+    return Vocabulary(source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note)
+
+
+def _byte_level_text(token: str) -> str:
+    return _byte_level_bytes(token) or token
 
 
 def _sentencepiece_text(piece: str) -> str:

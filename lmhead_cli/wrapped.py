@@ -32,8 +32,9 @@ def language_config(config: dict[str, Any] | None) -> LanguageConfig | None:
     for key in NESTED_CONFIG_KEYS:
         nested = config.get(key)
         if isinstance(nested, dict):
-            kind = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-            return LanguageConfig(nested, key, kind, WRAPPERS.get(kind))
+            model_type = config.get("model_type")
+            kind = model_type if isinstance(model_type, str) else None
+            return LanguageConfig(nested, key, kind, WRAPPERS.get(kind) if kind else None)
     return LanguageConfig(config, None, None, None)
 
 

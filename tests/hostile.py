@@ -70,6 +70,97 @@ def valid_safetensors(vocab: int = V, hidden: int = D, tied: bool = False, dtype
     return save_safetensors(tensors, metadata={"format": "pt"})
 
 
+# ---------------------------------------------------------------- quantized heads (names and shapes as each tool writes them)
+
+
+def st_raw(tensors: dict[str, tuple[str, list[int], bytes]], metadata: dict | None = None) -> bytes:
+    """A safetensors file from raw (dtype, shape, bytes) entries: dtypes numpy lacks (F8_E4M3) included."""
+    header: dict = {"__metadata__": metadata or {"format": "pt"}}
+    data = b""
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = st_entry(dtype, shape, len(data), len(data) + len(raw))
+        data += raw
+    return st_bytes(header, data)
+
+
+def _entry(array: np.ndarray) -> tuple[str, list[int], bytes]:
+    names = {"float32": "F32", "float16": "F16", "int32": "I32", "int64": "I64", "int8": "I8", "uint8": "U8"}
+    return names[array.dtype.name], list(array.shape), array.tobytes()
+
+
+def quantized_head(layout: str) -> tuple[dict[str, tuple[str, list[int], bytes]], dict]:
+    """Valid (entries, quantization_config) for a V x D head stored in ``layout``; embedding and norm dense."""
+    rng = np.random.default_rng(14)
+    dense = {k: _entry(v) for k, v in llama_tensors().items() if k != "lm_head.weight"}
+    codes = rng.integers(0, 2**31, size=64, dtype=np.int64).astype(np.uint32).view(np.int32)
+    f16 = lambda *shape: (0.01 + rng.random(shape)).astype(np.float16)  # noqa: E731
+    f8 = lambda *shape: ("F8_E4M3", list(shape), (rng.integers(0, 0x7E, size=shape, dtype=np.uint8)).tobytes())  # noqa: E731
+    if layout == "gptq":  # qweight [D/8, V], qzeros [G, V/8], scales [G, V], g_idx [D]
+        head = {"qweight": _entry(codes[:V].reshape(1, V)), "qzeros": _entry(codes[:4].reshape(1, 4)), "scales": _entry(f16(1, V))}
+        head["g_idx"] = _entry(np.zeros(D, np.int32))
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, {"quant_method": "gptq", "bits": 4, "group_size": 8}
+    if layout == "awq":  # qweight [D, V/8], qzeros [G, V/8], scales [G, V]
+        head = {"qweight": _entry(codes[: D * 4].reshape(D, 4)), "qzeros": _entry(codes[:4].reshape(1, 4)), "scales": _entry(f16(1, V))}
+        qc = {"quant_method": "awq", "bits": 4, "group_size": 8, "version": "gemm"}
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, qc
+    if layout == "bnb_nf4":  # weight U8 [V*D/2, 1] + absmax per 64 + quant_map + quant_state JSON
+        state = json.dumps({"quant_type": "nf4", "blocksize": 64, "dtype": "float16", "shape": [V, D]}).encode()
+        head = {
+            "weight": _entry(rng.integers(0, 256, size=(V * D // 2, 1), dtype=np.uint8)),
+            "weight.absmax": _entry(np.ones(V * D // 64, np.float32)),
+            "weight.quant_map": _entry(np.linspace(-1, 1, 16, dtype=np.float32)),
+            "weight.quant_state.bitsandbytes__nf4": _entry(np.frombuffer(state, np.uint8).copy()),
+        }
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    if layout == "bnb_int8":  # weight I8 [V, D], SCB F32 [V]
+        head = {"weight": _entry(rng.integers(-127, 128, size=(V, D), dtype=np.int8)), "SCB": _entry(np.ones(V, np.float32))}
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, {"quant_method": "bitsandbytes", "load_in_8bit": True}
+    if layout == "fp8_block":  # weight F8_E4M3 [V, D], weight_scale_inv F32 [ceil(V/128), ceil(D/128)]
+        head = {"weight": f8(V, D), "weight_scale_inv": _entry(np.ones((1, 1), np.float32))}
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    if layout == "ct_int4":  # weight_packed I32 [V, D/8], weight_scale [V, 1], weight_shape I64 [2]
+        head = {
+            "weight_packed": _entry(codes[:V].reshape(V, 1)),
+            "weight_scale": _entry(f16(V, 1)),
+            "weight_shape": _entry(np.array([V, D], np.int64)),
+        }
+        qc = {
+            "quant_method": "compressed-tensors",
+            "format": "pack-quantized",
+            "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "channel"}}},
+        }
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, qc
+    if layout == "ct_fp8":  # weight F8_E4M3 [V, D], weight_scale [V, 1]
+        head = {"weight": f8(V, D), "weight_scale": _entry(np.ones((V, 1), np.float32))}
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, {
+            "quant_method": "compressed-tensors",
+            "format": "float-quantized",
+        }
+    if layout == "torchao":  # _weight_qdata F8_E4M3 [V, D], _weight_scale F32 [V, 1]
+        head = {"_weight_qdata": f8(V, D), "_weight_scale": _entry(np.ones((V, 1), np.float32))}
+        return {**dense, **{f"lm_head.{k}": v for k, v in head.items()}}, {"quant_method": "torchao"}
+    if layout == "mxfp4":  # expert blocks U8 [E, out, D/32, 16] + scales U8 [E, out, D/32]; head dense
+        experts = {
+            "model.layers.0.mlp.experts.down_proj_blocks": _entry(np.zeros((2, D, 1, 16), np.uint8)),
+            "model.layers.0.mlp.experts.down_proj_scales": _entry(np.full((2, D, 1), 127, np.uint8)),
+        }
+        return {**dense, "lm_head.weight": _entry(llama_tensors()["lm_head.weight"]), **experts}, {"quant_method": "mxfp4"}
+    raise ValueError(layout)
+
+
+QUANT_LAYOUTS = ("gptq", "awq", "bnb_nf4", "bnb_int8", "fp8_block", "ct_int4", "ct_fp8", "torchao", "mxfp4")
+
+
+def quantized_checkpoint(
+    folder: Path, layout: str, drop: tuple[str, ...] = (), change: dict | None = None, config: dict | None = None
+) -> Path:
+    """A model folder with a ``layout``-quantized head; ``drop`` removes tensors, ``change`` replaces entries."""
+    tensors, qc = quantized_head(layout)
+    tensors = {k: v for k, v in tensors.items() if k not in drop}
+    tensors.update(change or {})
+    return checkpoint_dir(folder, st_raw(tensors), json.dumps({**CONFIG, "quantization_config": {**qc, **(config or {})}}))
+
+
 def config_json(**changes) -> str:
     return json.dumps({**CONFIG, **changes})
 

@@ -144,6 +144,7 @@ def test_a_folder_with_two_gguf_files_names_them_and_asks(tmp_path):
     result = run("count", tmp_path, ok=False)
     assert result.exit_code == 2 and "several .gguf files (a.gguf, b.gguf); which one?" in result.stderr, result.output
     assert "no weights found" not in result.stderr
+    assert f"hint: give the file itself as CKPT, e.g. {tmp_path / 'a.gguf'}" in result.stderr
 
 
 def test_a_folder_with_two_pt_files_and_no_pytorch_model_bin_names_them(tmp_path):

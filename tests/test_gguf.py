@@ -35,8 +35,16 @@ CONVERTED = {
     "cohere_f32.gguf": "cohere",
     "granite_f32.gguf": "granite",
     "qwen2_head_copy_f32.gguf": "qwen2_tied",
+    "gemma_f32.gguf": "gemma",
+    "gemma3_f32.gguf": "gemma3",
+    "phi3_f32.gguf": "phi3",
+    "qwen3_f32.gguf": "qwen3",
+    "olmo2_f32.gguf": "olmo2",
+    "stablelm_f32.gguf": "stablelm",
+    "gpt_neox_f16.gguf": "gpt_neox",
+    "phi_f32.gguf": "phi",
 }
-F32_CONVERSIONS = ["llama_tied_f32.gguf", "gemma2_f32.gguf", "cohere_f32.gguf", "granite_f32.gguf", "qwen2_head_copy_f32.gguf"]
+F32_CONVERSIONS = sorted(name for name in CONVERTED if name.endswith("_f32.gguf"))
 QUANTIZED_HEADS = {  # file -> the head's type
     "qwen2_f16.gguf": "F16",
     "mistral_q8_0.gguf": "Q8_0",
@@ -52,7 +60,7 @@ QUANTIZED_HEADS = {  # file -> the head's type
     "synthetic_iq2_xxs.gguf": "IQ2_XXS",
     "synthetic_iq4_xs.gguf": "IQ4_XS",
 }
-TIED = {"llama_tied_f32.gguf", "gemma2_f32.gguf", "cohere_f32.gguf", "synthetic_tied_q6_k.gguf"}
+TIED = {"llama_tied_f32.gguf", "gemma2_f32.gguf", "cohere_f32.gguf", "synthetic_tied_q6_k.gguf", "gemma_f32.gguf", "gemma3_f32.gguf"}
 
 
 def gguf_reader(name: str) -> gguf.GGUFReader:
@@ -172,12 +180,13 @@ def test_count_bytes_are_the_stored_quantized_sizes(name):
     by_name = {t.name: t for t in reader.tensors}
     head = by_name.get("output.weight", by_name["token_embd.weight"])
     block, type_size = gguf.GGML_QUANT_SIZES[head.tensor_type]
-    assert data["head_bytes"] == head.n_elements // block * type_size
+    bias = by_name["output.bias"].n_bytes if "output.weight" in by_name and "output.bias" in by_name else 0
+    assert data["head_bytes"] == head.n_elements // block * type_size + bias
     assert data["head_bits_per_param"] == pytest.approx(8 * type_size / block)
     groups = {g["name"]: g for g in data["groups"]}
     if "output.weight" in by_name:
         assert groups["head"]["dtypes"] == [head.tensor_type.name]
-        assert groups["head"]["bytes"] == head.n_bytes
+        assert groups["head"]["bytes"] == head.n_bytes + bias  # the head group holds output.bias too (Phi)
 
 
 def test_count_of_a_k_quant_head():
@@ -299,7 +308,7 @@ def test_topk_of_a_quantized_head_matches_gguf_dequantize(name, tmp_path):
     assert relative(logits, np.take_along_axis(expected, ids, axis=1)) < 1e-5
 
 
-@pytest.mark.parametrize(("name", "tolerance"), [("qwen2_f16.gguf", 5e-3), ("mistral_q8_0.gguf", 3e-2)])
+@pytest.mark.parametrize(("name", "tolerance"), [("qwen2_f16.gguf", 5e-3), ("gpt_neox_f16.gguf", 5e-3), ("mistral_q8_0.gguf", 3e-2)])
 def test_a_quantized_conversion_stays_close_to_transformers(name, tolerance, tmp_path):
     states_path, _ = states_for(name, tmp_path)
     ref = reference(CONVERTED[name])[2]["logits"]
@@ -340,6 +349,36 @@ def test_a_type_gguf_cannot_dequantize_is_counted_but_not_read(tmp_path):
     result = run("topk", tmp_path / "m.gguf", tmp_path / "h.npy", ok=False)
     assert result.exit_code == 2
     assert "cannot dequantize Q8_K" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("qtype", ["Q8_K", "Q8_1", "Q1_0"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_every_command_that_reads_values_says_which_type_it_cannot_dequantize(qtype, tied, tmp_path):
+    """Types with a block layout but no gguf.quants dequantizer: one error line, exit 2, for each reading command."""
+    q = gguf.GGMLQuantizationType[qtype]
+    block, size = gguf.GGML_QUANT_SIZES[q]
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_layer_norm_rms_eps(1e-5)
+    raw = np.zeros((4, 256 // block * size), np.uint8)
+    if tied:
+        writer.add_tensor("token_embd.weight", raw, raw_dtype=q)
+    else:
+        writer.add_tensor("token_embd.weight", np.ones((4, 256), np.float32))
+        writer.add_tensor("output.weight", raw, raw_dtype=q)
+    writer.add_tensor("output_norm.weight", np.ones(256, np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    assert run_json("count", path)["head_bytes"] == raw.nbytes  # counting needs no values
+    np.save(tmp_path / "h.npy", np.ones((2, 256), np.float32))
+    commands = [("topk", path, tmp_path / "h.npy"), ("topk", path, tmp_path / "h.npy", "--targets", "1,2")]
+    if not tied:
+        commands += [("check-tying", path, "--full"), ("doctor", path, "--full")]
+    for args in commands:
+        result = run(*args, ok=False)
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+        assert line.startswith(f"error: {path}: ") and f"cannot dequantize {qtype}" in line, args
+        assert "Traceback" not in result.output
 
 
 def test_the_library_raises_checkpoint_errors_for_unreadable_values(tmp_path):
@@ -406,7 +445,8 @@ def test_text_targets_on_a_gguf_with_the_models_tokenizer_json(tmp_path):
 def test_the_fixture_readme_lists_every_file():
     readme = (FIXTURES / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in ALL_FILES)
-    assert sum((FIXTURES / n).stat().st_size for n in ALL_FILES) < 2 * 2**20
+    assert sum((FIXTURES / n).stat().st_size for n in ALL_FILES) < 3 * 2**20
+    assert all((FIXTURES / n).stat().st_size < 2**20 for n in ALL_FILES)
     json.dumps(ALL_FILES)  # names are plain text
 
 

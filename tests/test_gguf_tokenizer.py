@@ -196,3 +196,28 @@ def test_long_arrays_are_read_whole_and_exactly(tmp_path):
     assert len(reader.metadata_array("tokenizer.ggml.tokens")) == n
     with pytest.raises(Exception, match="not an array"):
         reader.metadata_array("general.architecture")
+
+
+# ---------------------------------------------------------------- the README's sample, converted
+
+
+def test_the_sample_gguf_encodes_like_its_tokenizer_json(tmp_path):
+    """sample_weights/gpt2-tied.gguf holds the vocabulary of gpt2-tied/tokenizer.json: both encode alike."""
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_file(str(ROOT / "sample_weights" / "gpt2-tied" / "tokenizer.json"))
+    reader = GGUFFile(ROOT / "sample_weights" / "gpt2-tied.gguf")
+    tok = build_tokenizer(read_gguf_vocab(reader))
+    reader.close()
+    differ = [s for s in STRINGS if tok.encode(s).ids != reference.encode(s).ids]
+    assert differ == []
+
+
+def test_the_sample_gguf_is_what_its_generator_writes(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_gguf_sample", ROOT / "sample_weights" / "make_gguf_sample.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path / "s.gguf")
+    assert (tmp_path / "s.gguf").read_bytes() == (ROOT / "sample_weights" / "gpt2-tied.gguf").read_bytes()

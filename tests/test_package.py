@@ -63,6 +63,12 @@ def test_torch_and_transformers_are_not_imported_by_the_cli():
     assert out.stdout.strip() == "[]"
 
 
+def test_ci_runs_the_type_checker():
+    """mypy comes with the test extras and .ci/run checks lmhead_cli with it (too slow for every pytest run)."""
+    assert '"mypy' in (ROOT / "pyproject.toml").read_text()
+    assert "python -m mypy lmhead_cli" in (ROOT / ".ci" / "run").read_text()
+
+
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
 def test_ruff_is_clean(args):
     """ruff comes with the test extras; the code is kept clean and formatted by it."""

@@ -4,9 +4,9 @@ Adding a format
 ===============
 Write one module in ``lmhead_cli/formats/`` holding one class that satisfies
 ``Reader`` (below), and import nothing from above ``formats`` (only
-``..errors`` and this module). ``checkpoint.py`` then needs two lines: a
-``Format`` member here, and a branch in its ``_reader`` (or ``_open``) that
-recognises the file and constructs your class. Everything else (anatomy,
+``..errors`` and this module). Then add a ``Format`` member here, and in
+``checkpoint.py`` recognise the file (``_sniff``) and construct your class
+(``_reader``); mypy checks there that the class satisfies the protocol. Everything else (anatomy,
 counts, tying, top-k, doctor) works through the protocol and never asks which
 format it holds. ``tests/test_formats.py`` checks each reader against the
 protocol; add yours to its list.

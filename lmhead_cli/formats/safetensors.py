@@ -59,9 +59,8 @@ def _validate(path: Path) -> None:
         with safe_open(str(path), framework="numpy"):
             pass
     except SafetensorError as exc:
-        reason = _reason(str(exc))
-        if "incomplete metadata" in reason:  # the library gives no numbers; a partial download is the usual cause
-            reason = _coverage(path, length, size) or reason
+        # Our own numbers first (a partial download is the usual cause, and the library gives none); its wording else.
+        reason = _coverage(path, length, size) or _reason(str(exc))
         raise CheckpointError(path, f"not a valid safetensors file: {reason}") from exc
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
@@ -86,11 +85,15 @@ def _framing(path: Path) -> tuple[int, int]:
 
 
 def _coverage(path: Path, length: int, size: int) -> str | None:
-    """Say where the tensor data should end and where the file does."""
-    with open(path, "rb") as f:
-        f.seek(8)
-        header = json.loads(f.read(length))
-    ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__"]
+    """Say where the tensor data should end and where the file does; None when that is not the trouble
+    (or the header is too broken to tell)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(8)
+            header = json.loads(f.read(length))
+        ends = [int(e["data_offsets"][1]) for k, e in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError, OSError):
+        return None
     expected = 8 + length + max(ends, default=0)
     if expected > size:
         return f"tensor data runs to byte {expected:,}, but the file has {size:,} bytes (truncated?)"

@@ -88,11 +88,14 @@ def _plain_table(table: Table) -> Text | None:
         return None
     console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False, emoji=False)
     columns = table.columns
-    grid = [[console.render_str(c.header) if isinstance(c.header, str) else c.header for c in columns]] if table.show_header else []
-    for row in zip(*(c.cells for c in columns), strict=True):
-        grid.append([console.render_str(cell) if isinstance(cell, str) else cell for cell in row])
-    if not all(isinstance(cell, Text) and "\n" not in cell.plain for row in grid for cell in row):
-        return None
+    rows: list[list[Any]] = [[c.header for c in columns]] if table.show_header else []
+    rows += [list(row) for row in zip(*(c.cells for c in columns), strict=True)]
+    grid: list[list[Text]] = []
+    for row in rows:
+        cells = [console.render_str(cell) if isinstance(cell, str) else cell for cell in row]
+        if not all(isinstance(cell, Text) and "\n" not in cell.plain for cell in cells):
+            return None
+        grid.append(cells)
     widths = [max(cell_len(row[i].plain) for row in grid) for i in range(len(columns))]
     if sum(widths) + 2 * (len(columns) - 1) > PLAIN_WIDTH:
         return None

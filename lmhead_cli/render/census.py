@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..anatomy import HeadAnatomy
-from ..census import Census
+from ..census import Census, Quantization
 from ..checkpoint import Checkpoint
 from . import human_bytes, human_count, percent
 
@@ -21,6 +21,7 @@ LABELS = {
     "vision": "vision tower",
     "projector": "multimodal projector",
     "other": "other",
+    "quantization": "quantization metadata",
 }
 
 
@@ -40,7 +41,7 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "head_stored_params": c.head_stored_params,
         "head_bytes": c.head_bytes,
         "head_stored_bytes": c.head_stored_bytes,
-        "head_bits_per_param": ckpt.tensors[anatomy.head_matrix].bits_per_param,
+        "head_bits_per_param": c.head_bits_per_param,
         "head_share": c.head_share,
         "language_model_params": c.language_model_params,
         "head_share_of_language_model": c.head_share_of_language_model,
@@ -70,6 +71,7 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
                 **({"note": g.note} if g.note else {}),
             }
             for g in c.groups
+            if g.name != "quantization" or g.tensors
         ],
         "by_dtype": [
             {"dtype": d.dtype, "stored_params": d.stored_params, "effective_params": d.effective_params, "bytes": d.nbytes}
@@ -79,7 +81,26 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "buffers_skipped": list(c.buffers_skipped),
         "tokenizer_vocab": c.tokenizer_vocab,
         "padded_rows": c.padded_rows,
+        "quantization": _quantization_json(c),
         "notes": list(ckpt.notes) + [p.message for p in anatomy.problems],
+    }
+
+
+def _quantization_json(c: Census) -> dict[str, Any] | None:
+    q = c.quantization
+    if q is None:
+        return None
+    return {
+        "method": q.method,
+        "bits": q.bits,
+        "group_size": q.group_size,
+        "head_quantized": q.head_quantized,
+        "embedding_quantized": q.embedding_quantized,
+        "layouts": list(q.layouts),
+        "head_layout": q.head_layout,
+        "source": q.source,
+        "quantized_params": q.quantized_params,
+        "metadata_bytes": q.metadata_bytes,
     }
 
 
@@ -102,18 +123,29 @@ def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
     table.add_column("bytes", justify="right")
     table.add_column("tensors", justify="right")
     for g in c.groups:
-        if g.name in ("vision", "projector") and not g.tensors:
+        if g.name in ("vision", "projector", "quantization") and not g.tensors:
             continue
         label = LABELS[g.name] + (f" ({g.layers} layer{'s' * (g.layers > 1)})" if g.layers else "")
         params = f"{g.params:,}"
         if g.name == "head" and c.tied:
             params += " (tied)"
-        table.add_row(
-            Text(label), params, percent(g.params, c.total_params), ", ".join(g.dtypes) or "-", human_bytes(g.nbytes), str(g.tensors)
-        )
+        share = "-" if g.name == "quantization" else percent(g.params, c.total_params)
+        table.add_row(Text(label), params, share, ", ".join(g.dtypes) or "-", human_bytes(g.nbytes), str(g.tensors))
     table.add_section()
     table.add_row("total", f"{c.total_params:,}", "100%", "", human_bytes(c.total_bytes), str(sum(g.tensors for g in c.groups)))
     return RichGroup(title, table, *_summary(ckpt, anatomy, c))
+
+
+def _quantization_line(q: Quantization) -> str:
+    layouts = ", ".join(q.layouts) or "no quantized tensors found"
+    settings = [f"{q.bits}-bit" if q.bits else None, f"group size {q.group_size}" if q.group_size else None]
+    detail = ", ".join(s for s in settings if s)
+    head = f"the LM head is {q.head_layout}-quantized" if q.head_layout else "the LM head is not quantized"
+    emb = "; so is the token embedding" if q.embedding_quantized else ""
+    return (
+        f"quantized: {q.method} ({layouts}{'; ' + detail if detail else ''}; from {q.source}); {head}{emb}; "
+        f"{human_bytes(q.metadata_bytes)} of scales and other quantization metadata (no parameters)"
+    )
 
 
 def _architecture(anatomy: HeadAnatomy) -> str:
@@ -123,12 +155,20 @@ def _architecture(anatomy: HeadAnatomy) -> str:
 
 def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
     matrix = ckpt.tensors[anatomy.head_matrix]
+    q = c.quantization
+    stored_as = q.head_layout if q and q.head_layout else matrix.dtype
     lines = [
         Text(f"V = {c.vocab_size:,}   d = {c.hidden_size:,}   {'tied' if c.tied else 'untied'} ({anatomy.tie_reason})"),
         Text(
             f"LM head: {human_count(c.head_params)} parameters = {percent(c.head_params, c.total_params)} of the model; "
-            f"{human_bytes(c.head_bytes)} as {matrix.dtype}"
-            + (f" ({matrix.bits_per_param:.4g} bits per parameter)" if matrix.bits_per_param % 1 else "")
+            f"{human_bytes(c.head_bytes)} as {stored_as}"
+            + (
+                f" ({c.head_bits_per_param:.4g} bits per parameter with its scales)"
+                if q and q.head_layout
+                else f" ({c.head_bits_per_param:.4g} bits per parameter)"
+                if c.head_bits_per_param % 1
+                else ""
+            )
             + (
                 f", of which {human_bytes(c.head_stored_bytes)} stored for the head itself"
                 if not c.tied
@@ -136,6 +176,8 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
             )
         ),
     ]
+    if q is not None:
+        lines.append(Text(_quantization_line(q)))
     if c.language_model_params != c.total_params:
         lines.append(
             Text(
@@ -149,7 +191,9 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
         lines.append(Text(f"other head candidates (pick one with topk --head NAME): {shown}{more}"))
     lines.append(
         Text(
-            f"parameters: {c.total_params:,} effective (tied counted once), {c.stored_params:,} stored on disk, "
+            f"parameters: {c.total_params:,} effective (tied counted once"
+            + ("; quantized weights at their dense size" if q and q.quantized_params else "")
+            + f"), {c.stored_params:,} stored on disk, "
             f"{c.non_embedding_params:,} non-embedding (without the token embedding and head matrices)"
         )
     )

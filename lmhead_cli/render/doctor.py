@@ -77,6 +77,14 @@ def _facts(ckpt: Checkpoint, r: DoctorReport) -> Table:
     table.add_row(
         "LM head", Text(f"{a.head_matrix} {c.vocab_size:,} × {c.hidden_size:,} = {percent(c.head_params, c.total_params)} of parameters")
     )
+    q = c.quantization
+    if q is not None:
+        head = f"head {q.head_layout} at {c.head_bits_per_param:.4g} bits per parameter" if q.head_layout else "head not quantized"
+        layouts = ", ".join(q.layouts) or "no quantized tensors"
+        table.add_row(
+            "quantization",
+            Text(f"{q.method} ({layouts}; {q.bits}-bit); {head}; {c.total_params:,} parameters counted at their dense size"),
+        )
     table.add_row("tying", Text(t.verdict + f" — {t.tie_source}"))
     rows = [f"head {v.head_rows:,}", f"embedding {v.embedding_rows:,}" if v.embedding_rows is not None else "embedding -"]
     rows.append(f"config {v.config_vocab_size:,}" if v.config_vocab_size is not None else "config -")

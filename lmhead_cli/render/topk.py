@@ -44,7 +44,7 @@ def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, m
         lines.append(Text(text_note, style="dim"))
     if vocab is None:
         lines.append(Text("no tokenizer found: showing token ids only (pass --tokenizer PATH)", style="yellow"))
-    if masked:
+    if masked and vocab is not None:
         lines.append(
             Text(f"masked {masked} padded head rows beyond the tokenizer's {vocab.size} tokens (--include-padded keeps them)", style="dim")
         )
@@ -57,6 +57,7 @@ def _token(vocab: Vocabulary | None, token_id: int) -> str:
 
 def topk_json(p: Predictions, vocab: Vocabulary | None, meta: dict[str, Any]) -> dict[str, Any]:
     t = p.topk
+    scored = t.scored_targets
     rows = []
     for i, coords in enumerate(p.coords):
         entry: dict[str, Any] = dict(coords)
@@ -69,14 +70,14 @@ def topk_json(p: Predictions, vocab: Vocabulary | None, meta: dict[str, Any]) ->
             }
             for j, tid in enumerate(t.ids[i])
         ]
-        if t.target_ids is not None and t.target_ids[i] >= 0:
-            tid = int(t.target_ids[i])
+        if scored is not None and scored.ids[i] >= 0:
+            tid = int(scored.ids[i])
             entry["target"] = {
                 "token_id": tid,
                 "token": vocab.text(tid) if vocab else None,
-                "rank": int(t.target_ranks[i]),
-                "logit": float(t.target_logits[i]),
-                "prob": float(t.target_probs[i]),
+                "rank": int(scored.ranks[i]),
+                "logit": float(scored.logits[i]),
+                "prob": float(scored.probs[i]),
             }
         rows.append(entry)
     data = dict(meta)
@@ -93,12 +94,13 @@ def topk_json(p: Predictions, vocab: Vocabulary | None, meta: dict[str, Any]) ->
 
 def topk_view(p: Predictions, vocab: Vocabulary | None, header: list[Text]) -> Group:
     t = p.topk
+    scored = t.scored_targets
     parts: list[Any] = list(header)
     for i, coords in enumerate(p.coords):
         title = Text("  ".join(f"{a} {v}" for a, v in coords.items()), style="bold")
-        if t.target_ids is not None and t.target_ids[i] >= 0:
-            tid = int(t.target_ids[i])
-            title.append(f"   next: {_token(vocab, tid)} (id {tid}) rank {int(t.target_ranks[i])}, p={t.target_probs[i]:.4f}", style="cyan")
+        if scored is not None and scored.ids[i] >= 0:
+            tid = int(scored.ids[i])
+            title.append(f"   next: {_token(vocab, tid)} (id {tid}) rank {int(scored.ranks[i])}, p={scored.probs[i]:.4f}", style="cyan")
         table = Table()
         table.add_column("rank", justify="right")
         table.add_column("token")

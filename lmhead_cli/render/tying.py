@@ -73,7 +73,7 @@ def _values(r: TyingReport) -> str:
     text = "identical" if c.identical else f"differ (first difference within rows 0–{c.rows_compared - 1})"
     if not c.complete:
         text += f"; stopped after {c.rows_compared:,} of {c.rows_total:,} rows (--full for statistics)"
-    if c.max_abs_diff is not None:
+    if c.max_abs_diff is not None and c.mean_row_cosine is not None and c.identical_rows_fraction is not None:
         text += (
             f"; max |Δ| = {c.max_abs_diff:.4g}, mean row cosine = {c.mean_row_cosine:.6f}, "
             f"identical rows = {100 * c.identical_rows_fraction:.2f}%"

@@ -1,0 +1,17 @@
+"""Quantized checkpoints: which method wrote them, one logical weight per quantized module, dequantized rows.
+
+This package knows nothing of architectures or roles. ``recognise`` reads the
+method from a config (``quantization_config``, also inside ``text_config``),
+``quantize_config.json`` or safetensors metadata; ``group`` turns each
+quantized module's stored tensors (packed weight, scales, zero points, ...)
+into one ``QuantizedWeight`` with its true dense shape; ``read_rows`` turns row
+ranges of it back into float32, exactly as the method's own dequantizer does.
+"""
+
+from __future__ import annotations
+
+from .dequant import read_rows
+from .layouts import Grouping, group
+from .scheme import Method, QuantizedWeight, Scheme, recognise
+
+__all__ = ["Grouping", "Method", "QuantizedWeight", "Scheme", "group", "read_rows", "recognise"]

@@ -7,6 +7,7 @@ overrides. Every decision records the rule that made it (``explain``).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,8 +101,13 @@ def architecture_of(config: dict[str, Any] | None) -> str | None:
     return None
 
 
-def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None = None) -> HeadAnatomy:
-    """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name."""
+def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None = None, strict: bool = True) -> HeadAnatomy:
+    """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name.
+
+    A norm epsilon or logit transform the math cannot use (NaN, infinite, negative) is bad input
+    (``AnatomyError`` naming the config), or with ``strict`` off one of the anatomy's ``problems``,
+    left out of the head (doctor reports it).
+    """
     gguf = ckpt.format is Format.GGUF
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
     lm = None if gguf else language_config(config)
@@ -163,10 +169,8 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     projection = _projection(ckpt, conv, hidden, explain)
     if projection is not None:
         hidden = names[projection].shape[1]  # the model's width; the head's is the projection's output
-    try:
-        norm = _final_norm(ckpt, conv, hidden, explain, settings, where)
-    except AnatomyError as exc:  # a bad setting: name the file it came from
-        raise AnatomyError(ckpt.config_path or ckpt.path, exc.reason) from None
+    bad: list[str] = []  # settings the math cannot use (NaN, inf, negative): bad input, or doctor's problems
+    norm = _final_norm(ckpt, conv, hidden, explain, settings, where, bad)
     if gguf:
         explain.update(gguf_explain(arch, ckpt.metadata, norm.kind if norm else None))
     problems = (
@@ -174,7 +178,11 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
         if gguf
         else _size_problems(settings, vocab, hidden, matrix)
     )
-    transforms = _transforms(settings, conv, explain, where)
+    transforms = _transforms(settings, conv, explain, where, bad)
+    if bad and strict:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise AnatomyError(ckpt.config_path or ckpt.path, bad[0] + more)  # name the file the setting came from
+    problems = (*(Problem(ProblemKind.BAD_SETTING, b) for b in bad), *problems)
     if nest and nest.wrapper and not nest.wrapper.applies_text_transforms and transforms:
         for t in transforms:
             explain[f"transform:{t.kind}"] = f"{t.source}, but {nest.wrapper_type}'s head does not apply it"
@@ -356,7 +364,13 @@ def _projection(ckpt: Checkpoint, conv: Convention | None, width: int, explain: 
 
 
 def _final_norm(
-    ckpt: Checkpoint, conv: Convention | None, hidden: int, explain: dict[str, str], config: dict[str, Any] | None, where: str = "config"
+    ckpt: Checkpoint,
+    conv: Convention | None,
+    hidden: int,
+    explain: dict[str, str],
+    config: dict[str, Any] | None,
+    where: str = "config",
+    bad: list[str] | None = None,
 ) -> FinalNorm | None:
     names = ckpt.tensors
     config = config or {}
@@ -374,7 +388,7 @@ def _final_norm(
                 return None
             explain["final_norm"] = f"{conv.final_norm[0]}: architecture table (a norm without parameters)"
         kind = conv.norm
-        eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family, where)
+        eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family, where, bad)
     else:
         weight = _last_norm_weight(names, hidden)
         if weight is None:
@@ -384,7 +398,7 @@ def _final_norm(
         bias = bias_name if bias_name in names else None
         kind = LAYERNORM if bias else RMSNORM
         explain["final_norm"] = f"{weight}: name pattern; {kind} guessed from {'a bias' if bias else 'no bias'}"
-        eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None, where)
+        eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None, where, bad)
     explain["eps"] = eps_source
     return FinalNorm(kind=kind, eps=eps, weight=weight, bias=bias, eps_source=eps_source)
 
@@ -398,35 +412,91 @@ def _last_norm_weight(names: dict, hidden: int) -> str | None:
     return found[-1] if found else None
 
 
-def _eps(config: dict[str, Any], keys: tuple[str, ...], default: float, family: str | None, where: str = "config") -> tuple[float, str]:
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+
+
+def _number(value: Any) -> float | None:
+    """A config value as a float (None when it is not a number); 10**400 becomes inf, never an OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _bad_eps(value: float) -> str | None:
+    if math.isnan(value) or value < 0:  # the norm would divide by the square root of a negative
+        return "must be ≥ 0"
+    if value > FLOAT32_MAX:
+        return "must be finite"
+    return None
+
+
+def _bad_transform(kind: str, value: float) -> str | None:
+    """softcap c·tanh(x/c), scale x·s and divide x/s each need a positive, finite float32."""
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        return "must be finite"
+    if value < 0:
+        return "must be positive" + (" (a negative scale would reverse the ranking)" if kind != "softcap" else "")
+    if value < FLOAT32_TINY:
+        return f"is too small to {'divide by' if kind != 'scale' else 'scale by'} in float32"
+    return None
+
+
+def _eps(
+    config: dict[str, Any], keys: tuple[str, ...], default: float, family: str | None, where: str = "config", bad: list[str] | None = None
+) -> tuple[float, str]:
+    """The norm's epsilon from the first key present; an unusable value is recorded in ``bad`` (or raised) and skipped."""
     for key in keys:
-        value = config.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not value >= 0:  # negative or NaN: the norm would divide by sqrt of a negative
-                raise AnatomyError(None, f"{where} {key}={value} is not a valid epsilon (must be ≥ 0)")
-            return float(value), f"{where} {key}={value}"
+        value = _number(config.get(key))
+        if value is None:
+            continue
+        why = _bad_eps(value)
+        if why is None:
+            return value, f"{where} {key}={config[key]}"
+        problem = f"{where} {key}={_shown(config[key])} is not a valid epsilon ({why})"
+        if bad is None:
+            raise AnatomyError(None, problem)
+        bad.append(problem)
+        break
     if family:
         reason = f"{keys[0]} absent" if keys else "fixed in code"
         return default, f"{family} default {default} ({reason})"
     return default, f"default {default} (no eps key in {where})"
 
 
+def _shown(value: Any) -> str:
+    """A config number as the user wrote it, without printing all 400 digits of 10**400."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:8]}…({len(text)} digits)"
+
+
 def _transforms(
-    config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config"
+    config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config", bad: list[str] | None = None
 ) -> tuple[LogitTransform, ...]:
     out: list[LogitTransform] = []
     if conv is None:
         return ()
     for t in conv.transforms:
         raw = (config or {}).get(t.key, t.default)
-        if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        value = _number(raw)
+        if value is None:
             continue
-        if t.kind == "scale" and raw == 1.0 or t.kind == "divide" and raw == 1.0:
+        if t.kind == "scale" and value == 1.0 or t.kind == "divide" and value == 1.0:
             continue
-        if raw == 0:  # llama.cpp reads 0 as "off"; capping or dividing by 0 is undefined
+        if value == 0:  # llama.cpp reads 0 as "off"; capping or dividing by 0 is undefined
+            continue
+        why = _bad_transform(t.kind, value)
+        if why is not None:
+            problem = f"{where} {t.key}={_shown(raw)} is not a valid {t.kind} ({why})"
+            if bad is None:
+                raise AnatomyError(None, problem)
+            bad.append(problem)
             continue
         source = f"{where} {t.key}={raw}" if t.key in (config or {}) else f"{conv.family} default {t.key}={raw}"
-        out.append(LogitTransform(kind=t.kind, value=float(raw), source=source))
+        out.append(LogitTransform(kind=t.kind, value=value, source=source))
         explain[f"transform:{t.kind}"] = source
     return tuple(out)
 

@@ -34,6 +34,7 @@ class Quantization:
     head_layout: str | None  # the head matrix's layout, None when dense
     quantized_params: int  # dense-equivalent parameters stored quantized
     metadata_bytes: int  # scales, zero points, indices, states
+    note: str | None = None  # a method lmhead does not know: its tensors are counted as stored
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,16 @@ def _quantization(ckpt: Checkpoint, anatomy: HeadAnatomy) -> Quantization | None
         head_layout=head.method.value if head else None,
         quantized_params=sum(w.numel for w in weights.values()),
         metadata_bytes=sum(i.nbytes for i in ckpt.quant_metadata),
+        note=_unknown_method_note(scheme.quant_method if scheme else None),
     )
+
+
+def _unknown_method_note(method: str | None) -> str | None:
+    from .quant.scheme import KNOWN_METHODS
+
+    if method is None or method in KNOWN_METHODS:
+        return None
+    return f"lmhead does not know how {method} stores weights: its tensors are counted as stored, not at their dense size"
 
 
 def _with_missing_head(groups: tuple[Group, ...], anatomy: HeadAnatomy) -> tuple[Group, ...]:

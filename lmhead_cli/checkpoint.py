@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import CheckpointError
+from .files import access_error, read_regular
 from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows
 
 if TYPE_CHECKING:
@@ -162,12 +163,16 @@ def open_checkpoint(path: str | Path, revision: str | None = None, strict: bool 
 
 
 def _open(path: Path, revision: str | None) -> Checkpoint:
-    if not path.exists():
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         from .hub import looks_like_repo_id, resolve_cached
 
         if looks_like_repo_id(str(path)):
             return _open(resolve_cached(str(path), revision), None)
-        raise CheckpointError(path, "no such file or directory")
+        raise CheckpointError(path, "no such file or directory") from None
+    except OSError as exc:  # a folder on the way without search permission, a link loop, a name too long
+        raise access_error(path, exc, CheckpointError) from None
     if path.is_dir():
         return _open_directory(path)
     if not path.is_file():  # a pipe or device: opening it could block forever
@@ -255,11 +260,16 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     for name in shard_names:
         if "\0" in name:
             raise CheckpointError(index_path, f"shard name {name!r} is not a valid file name")
-        shard = (directory / name).resolve()
-        if directory.resolve() not in shard.parents:
-            raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
-        if not shard.is_file():
-            raise CheckpointError(index_path, f"names shard {name!r}, which is missing")
+        try:
+            shard = (directory / name).resolve()
+            if directory.resolve() not in shard.parents:
+                raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+            if not shard.is_file():
+                raise CheckpointError(index_path, f"names shard {name!r}, which is missing")
+        except (OSError, RuntimeError) as exc:  # a name over 255 bytes, a link loop (RuntimeError before Python 3.13)
+            why = access_error(name, exc, CheckpointError) if isinstance(exc, OSError) else None
+            reason = why.reason if why else "too many levels of symbolic links (a link that points to itself?)"
+            raise CheckpointError(index_path, f"shard {name!r}: {reason}") from None
         shards.append(directory / name)
     ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path)
     metadata = index.get("metadata")
@@ -318,7 +328,7 @@ def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path]
                 raise CheckpointError(file, f"tensor {info.name!r} is also stored in {other}")
             tensors[info.name] = info
     config_path = directory / "config.json"
-    config = _read_json(config_path, "config") if config_path.is_file() else None
+    config = _read_json(config_path, "config") if os.path.lexists(config_path) else None  # a pipe or folder there is an error
     if config is not None and not isinstance(config, dict):
         raise CheckpointError(config_path, "config is not a JSON object")
     tokenizer = directory / "tokenizer.json"
@@ -329,7 +339,7 @@ def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path]
         readers=readers,
         config=config,
         config_path=config_path if config is not None else None,
-        tokenizer_path=tokenizer if tokenizer.is_file() else None,
+        tokenizer_path=tokenizer if os.path.lexists(tokenizer) else None,  # checked when read
         index_path=index_path,
     )
     _group_quantized(ckpt, directory)
@@ -341,7 +351,8 @@ def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     from .quant import group, recognise
 
     quantize_config_path = directory / "quantize_config.json"
-    quantize_config = _read_json(quantize_config_path, "quantize_config") if quantize_config_path.is_file() else None
+    present = os.path.lexists(quantize_config_path)  # a pipe or folder there is an error, not an absent file
+    quantize_config = _read_json(quantize_config_path, "quantize_config") if present else None
     metadata: dict[str, str] = {}
     for reader in ckpt.readers.values():
         metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})
@@ -369,12 +380,9 @@ def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
 
 
 def _read_json(path: Path, what: str) -> Any:
+    data = read_regular(path, CheckpointError, what, limit=MAX_JSON_BYTES)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_JSON_BYTES:
-                raise CheckpointError(path, f"{what} is {size:,} bytes; lmhead reads JSON files up to {MAX_JSON_BYTES:,} bytes")
-            return json.load(f)
+        return json.loads(data)
     except RecursionError as exc:
         raise CheckpointError(path, f"{what} is nested too deeply to be a {what} file") from exc
     except json.JSONDecodeError as exc:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from . import __version__
 from .anatomy import HeadAnatomy, locate_head
@@ -56,7 +55,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=Path))
+# readable=False: lmhead checks each path itself and says why it cannot read it, in its own format.
+PATH = click.Path(path_type=Path, readable=False)
+ckpt_argument = click.argument("ckpt", metavar="CKPT", type=PATH)
 
 
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,7 +80,7 @@ def _open(
 ) -> tuple[Checkpoint, HeadAnatomy]:
     ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
-    return ckpt, locate_head(ckpt, head=head, embedding=embedding)
+    return ckpt, locate_head(ckpt, head=head, embedding=embedding, strict=strict)
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -87,6 +88,9 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         return load_vocabulary(tokenizer)
     if ckpt.tokenizer_path is not None:
         return load_vocabulary(ckpt.tokenizer_path)
+    if ckpt.tokens is not None and not ckpt.tokens:  # an empty list would mask every head row as padding
+        hint = "pass the model's tokenizer.json with --tokenizer"
+        raise TokenizerError(ckpt.path, "tokenizer.ggml.tokens holds no tokens", hint=hint)
     if ckpt.format == "gguf":  # a GGUF carries its tokenizer
         from .formats.gguf import GGUFFile
         from .gguf_tokenizer import gguf_vocabulary
@@ -99,7 +103,57 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
     return None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LmheadGroup(click.Group):
+    """click's usage errors (a missing argument, a bad option value) as ``error: <param>: <reason>``, exit 2."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # plain `lmhead`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            from . import render
+
+            render.error(usage_error(exc))
+            sys.exit(EXIT_INPUT)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def usage_error(exc: click.ClickException) -> LmheadError:
+    """The parameter a click error is about in the path slot, its reason after it, how to get help as the hint."""
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    hint = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'lmhead --help'"
+    param = exc.param if isinstance(exc, click.BadParameter) else None
+    reason = exc.format_message()
+    name = None
+    if param is not None:
+        name = param.human_readable_name if param.param_type_name == "argument" else "/".join(param.opts)
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        name = exc.option_name
+        reason = "no such option" + (f" (did you mean {', '.join(exc.possibilities)}?)" if exc.possibilities else "")
+    elif isinstance(exc, click.exceptions.MissingParameter):
+        reason = "missing argument" if param is not None and param.param_type_name == "argument" else "missing value"
+    elif isinstance(exc, click.BadParameter) and reason.startswith("Invalid value") and ": " in reason:
+        reason = reason.split(": ", 1)[1]
+    if len(reason) > 1 and reason[0].isupper() and reason[1].islower():
+        reason = reason[0].lower() + reason[1:]
+    return LmheadError(name or (ctx.command_path if ctx is not None else "lmhead"), reason.rstrip("."), hint=hint)
+
+
+@click.group(cls=LmheadGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lmhead")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 def cli(debug: bool) -> None:
@@ -122,7 +176,7 @@ def cli(debug: bool) -> None:
 @cli.command()
 @ckpt_argument
 @anatomy_options
-@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to size the vocabulary (default: beside CKPT).")
+@click.option("--tokenizer", type=PATH, help="tokenizer.json to size the vocabulary (default: beside CKPT).")
 @json_option
 @handle_errors
 def count(
@@ -194,7 +248,7 @@ def check_tying(
 
 @cli.command()
 @ckpt_argument
-@click.argument("hidden", metavar="HIDDEN", type=click.Path(path_type=Path))
+@click.argument("hidden", metavar="HIDDEN", type=PATH)
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="How many predictions per position.")
 @click.option("--key", metavar="NAME", help="Array to use in an .npz / .safetensors with several.")
 @click.option("--no-norm", is_flag=True, help="States are already normalised (transformers' last hidden_states entry).")
@@ -206,7 +260,7 @@ def check_tying(
 @click.option("--positions", metavar="LIST", help="Positions to show, e.g. 0,5,-1 or 2:8.")
 @click.option("--targets", metavar="IDS|FILE.npy", help="Next-token ids per position (comma-separated or a .npy).")
 @click.option("--text", metavar="TEXT", help="The input text: position i's target is its token i+1.")
-@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json (default: beside CKPT).")
+@click.option("--tokenizer", type=PATH, help="tokenizer.json (default: beside CKPT).")
 @click.option("--chunk-rows", type=click.IntRange(min=1), help="Head rows per streamed chunk [default: ~16 MiB of float32].")
 @anatomy_options
 @json_option
@@ -248,9 +302,9 @@ def topk(
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
-        raise click.UsageError("give --targets or --text, not both")
+        raise LmheadError("--targets", "give --targets or --text, not both")
     if last_normed and not layers:
-        raise click.UsageError("--last-normed goes with --layers")
+        raise LmheadError("--last-normed", "goes with --layers")
     checkpoint, anatomy = _open(ckpt, head, embedding, revision)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
@@ -258,14 +312,15 @@ def topk(
     inputs = None
     target_ids = None
     text_note = None
+    text_warnings: list[str] = []
     if text is not None:
         if vocab is None:
-            raise TokenizerError(checkpoint.path, "--text needs a tokenizer.json", hint="pass --tokenizer PATH")
+            raise TokenizerError("--text", f"needs a tokenizer.json, and {checkpoint.path} has none", hint="pass --tokenizer PATH")
         inputs = vocab.encode(text)
         target_ids = targets_from_text(inputs, states.positions)
-        text_note = vocab.note
+        text_note, text_warnings = vocab.note, vocab.warnings(text)
     elif targets is not None:
-        target_ids = targets_from_ids(_parse_ids(targets), states.positions, "--targets")
+        target_ids = targets_from_ids(_parse_ids(targets), states.positions, targets if targets.endswith(".npy") else "--targets")
     limit = None
     if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
@@ -288,13 +343,13 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    meta["warnings"] = head_warnings(anatomy)
+    meta["warnings"] = head_warnings(anatomy) + text_warnings
     if inputs is not None and text_note is not None:
         meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note, text_warnings)
     view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
@@ -303,7 +358,7 @@ def topk(
 @cli.command()
 @ckpt_argument
 @anatomy_options
-@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json to audit the vocabulary against (default: beside CKPT).")
+@click.option("--tokenizer", type=PATH, help="tokenizer.json to audit the vocabulary against (default: beside CKPT).")
 @click.option("--full", is_flag=True, help="Compare embedding and head values in full (difference statistics).")
 @json_option
 @handle_errors
@@ -359,17 +414,13 @@ def _emit_explain(anatomy: HeadAnatomy, explain: bool) -> None:
 
 def _parse_ids(spec: str) -> list[int]:
     if spec.endswith(".npy"):
-        try:
-            ids = np.load(spec, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise HiddenStateError(spec, f"cannot read target ids: {exc}") from exc
-        if ids.dtype.kind not in "iu" or ids.ndim != 1:
-            raise HiddenStateError(spec, f"target ids must be a 1-D integer array, not {ids.dtype} {list(ids.shape)}")
-        return ids.tolist()
+        from .hidden import load_target_ids
+
+        return load_target_ids(Path(spec))
     try:
         return [int(part) for part in spec.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"{spec!r} is not a comma-separated list of ids", param_hint="--targets") from None
+        raise HiddenStateError("--targets", f"{spec!r} is not a comma-separated list of ids (or a .npy file)") from None
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ class GGUFArch:
     transforms: tuple[Transform, ...] = ()  # keys relative to "<arch>."
     transform_lines: str = ""
     stored_plus_one: str | None = None  # the converter stores 1 + w for this family's norms (where)
+    parameterless_norm: bool = False  # the graph normalises with no weight or bias (OLMo: build_norm(cur, NULL, NULL, ...))
 
     def cite(self, what: str) -> str:
         if what == "head":
@@ -129,7 +130,7 @@ GGUF_ARCHS: dict[str, GGUFArch] = {
     ),
     "phi2": GGUFArch("phi2.cpp", REQ, 21, LAYERNORM, 126),
     "phi3": GGUFArch("phi3.cpp", OPT, 34, RMSNORM, 175),
-    "olmo": GGUFArch("olmo.cpp", OPT, 21, LAYERNORM, 128),  # a LayerNorm without weight or bias
+    "olmo": GGUFArch("olmo.cpp", OPT, 21, LAYERNORM, 128, parameterless_norm=True),  # a LayerNorm without weight or bias
     "olmo2": GGUFArch("olmo2.cpp", REQ, 36, RMSNORM, 191),
     "olmoe": GGUFArch("olmoe.cpp", REQ, 19, RMSNORM, 160),
     "stablelm": GGUFArch("stablelm.cpp", REQ, 22, LAYERNORM, 158),
@@ -185,16 +186,11 @@ def gguf_convention(arch: str | None, metadata: dict[str, Any] | None) -> Conven
     rules = GGUF_ARCHS.get(arch)
     if rules is not None:
         transforms = tuple(replace(t, key=f"{arch}.{t.key}") for t in rules.transforms)
-        return replace(GGUF, norm=rules.norm, eps_keys=(f"{arch}.{EPS_SUFFIX[rules.norm]}",), transforms=transforms)
-    eps_keys = tuple(f"{arch}.{EPS_SUFFIX[kind]}" for kind in (RMSNORM, LAYERNORM))
-    norm = LAYERNORM if eps_keys[0] not in metadata and eps_keys[1] in metadata else RMSNORM
-    return replace(GGUF, norm=norm, eps_keys=eps_keys, transforms=(Transform("softcap", f"{arch}.{SOFTCAP}", None),))
-
-
-def gguf_head_rule(arch: str | None) -> tuple[HeadRule, str] | None:
-    """(rule, citation) for a known architecture."""
-    rules = GGUF_ARCHS.get(arch or "")
-    return (rules.head, rules.cite("head")) if rules else None
+        key = f"{arch}.{EPS_SUFFIX[rules.norm]}"
+        return replace(GGUF, norm=rules.norm, eps_keys=(key,), transforms=transforms, parameterless_norm=rules.parameterless_norm)
+    rms_key, layer_key = (f"{arch}.{EPS_SUFFIX[kind]}" for kind in (RMSNORM, LAYERNORM))
+    norm = LAYERNORM if rms_key not in metadata and layer_key in metadata else RMSNORM
+    return replace(GGUF, norm=norm, eps_keys=(rms_key, layer_key), transforms=(Transform("softcap", f"{arch}.{SOFTCAP}", None),))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ Arrays are read only here, when text must be encoded: ``count`` never touches th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -85,6 +86,7 @@ SPLITS: dict[str, str] = {
 }
 
 SUPPORTED_MODELS = ("gpt2", "llama")
+GEMMA = ("gemma", "gemma2", "gemma3")  # SentencePiece files built as transformers builds Gemma's
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,32 @@ def gguf_vocabulary(reader: GGUFFile) -> Vocabulary | None:
         build=lambda: build_tokenizer(read_gguf_vocab(reader)),
         add_special=True,
         note=_note(meta, reader.tokens),
+        warn=lambda text: digit_split_warning(meta.get("tokenizer.ggml.pre"), text) or space_prefix_warning(meta, text),
+    )
+
+
+def space_prefix_warning(meta: dict[str, Any], text: str) -> str | None:
+    """llama.cpp honours add_space_prefix=false for SentencePiece; transformers' GGUF tokenizer always adds the ▁."""
+    if meta.get("tokenizer.ggml.model") != "llama" or meta.get("tokenizer.ggml.add_space_prefix") is not False or not text:
+        return None
+    return (
+        "tokenizer.ggml.add_space_prefix is false: llama.cpp puts no ▁ before the first word, transformers' GGUF "
+        "tokenizer (followed here) does; the first tokens may differ from llama.cpp's"
+    )
+
+
+# llama.cpp splits numbers into single digits before GPT-2's pattern for these (llama-vocab.cpp,
+# LLAMA_VOCAB_PRE_TYPE_SMOLLM and its case group); transformers' GGUF loader keeps GPT-2's pattern,
+# which groups digits. lmhead follows transformers and says so when the text has a run of digits.
+DIGIT_SPLITTERS = frozenset({"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva", "mellum2"})
+
+
+def digit_split_warning(pre: object, text: str) -> str | None:
+    if pre not in DIGIT_SPLITTERS or not re.search(r"\d\d", text):  # two decimal digits in a row
+        return None
+    return (
+        f"tokenizer.ggml.pre {pre!r}: llama.cpp splits numbers into single digits, transformers' GGUF tokenizer "
+        "(followed here) does not; targets at multi-digit numbers may differ from llama.cpp's"
     )
 
 
@@ -222,15 +250,33 @@ def build_tokenizer(vocab: GGUFVocab) -> Tokenizer:
     """The tokenizer ``vocab`` describes; ``encode(text)`` adds BOS/EOS as the file says."""
     if vocab.model == "gpt2":
         tokenizer = _byte_level(vocab)
-    elif vocab.architecture in ("gemma", "gemma2", "gemma3"):
+    elif vocab.architecture in GEMMA:
         tokenizer = _gemma(vocab)
     elif vocab.architecture == "phi3":
         tokenizer = _phi3(vocab)
     else:
         tokenizer = _sentencepiece(vocab, vocab.tokens, _merges(vocab, vocab.tokens, None))
+    _add_default_specials(tokenizer, vocab)
     _add_special_tokens(tokenizer, vocab)
     _post_processor(tokenizer, vocab)
     return tokenizer
+
+
+def _default_specials(vocab: GGUFVocab) -> tuple[str, ...]:
+    """The special tokens transformers' tokenizer class for this vocabulary names by default
+    (GPT2Tokenizer, LlamaTokenizer, GemmaTokenizer): added before the file's own, in this order."""
+    if vocab.model == "gpt2":
+        return ("<|endoftext|>",)
+    if vocab.architecture in GEMMA:
+        return ("<bos>", "<eos>", "<unk>", "<pad>", "<mask>")
+    return ("<s>", "</s>", "<unk>")
+
+
+def _add_default_specials(tokenizer: Tokenizer, vocab: GGUFVocab) -> None:
+    """Matched whole in the text like the file's specials; one the vocabulary lacks gets the next id, as in transformers."""
+    from tokenizers import AddedToken
+
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in _default_specials(vocab)])
 
 
 def _sentencepiece(vocab: GGUFVocab, pieces: list[str], merges: list[tuple[str, str]]) -> Tokenizer:

@@ -6,10 +6,8 @@ object array is refused before any of its bytes are interpreted.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 import tokenize
 import warnings
 import zipfile
@@ -19,12 +17,16 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .dtypes import NARROW_FLOATS, STORAGE, to_float32
+from .dtypes import STORAGE, to_float32
 from .errors import HiddenStateError
+from .files import open_regular, regular_size
 
 __all__ = ["HiddenStates", "load_hidden"]
 
 NPY_MAGIC = b"\x93NUMPY"
+MAX_STATE_BYTES = 2 * 2**30  # the states as float32: 2 GiB is 130k vectors of width 4096
+MAX_FILE_BYTES = 4 * MAX_STATE_BYTES  # float64, or a .pt / .npz with other arrays beside the chosen one
+MAX_TARGETS_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -42,53 +44,101 @@ class HiddenStates:
 
 
 def load_hidden(path: str | Path, hidden_size: int, key: str | None = None, layers: bool = False) -> HiddenStates:
-    """Load, validate the shape against ``hidden_size``, check for NaN/Inf, widen to float32."""
+    """Load, validate the shape against ``hidden_size``, check for NaN/Inf, widen to float32.
+
+    The file must be a regular file; its declared shape is checked (against the model's width and
+    ``MAX_STATE_BYTES``) before any data is read or inflated.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise HiddenStateError(path, "no such file" if not path.exists() else "not a file")
-    array, key = _read(path, key)
+    regular_size(path, HiddenStateError, limit=MAX_FILE_BYTES)
+    array, key = _read(path, key, _Expect(hidden_size, layers))
     values = _as_float32(path, array)
-    axes = _axes(path, values, hidden_size, layers)
+    axes = _axes(path, values.shape, hidden_size, layers)
     _check_finite(path, values, axes)
     return HiddenStates(path=path, values=values, axes=axes, key=key)
 
 
-def _read(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+def load_target_ids(path: str | Path) -> list[int]:
+    """Next-token ids from a 1-D integer ``.npy`` file (uint64 included: ``targets_from_ids`` checks the range)."""
+    path = Path(path)
+    fd = open_regular(path, HiddenStateError, "target ids file", limit=MAX_TARGETS_BYTES)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            shape, dtype = _check_npy_header(path, f, os.fstat(f.fileno()).st_size)
+            if dtype.kind not in "iu" or len(shape) != 1:
+                raise HiddenStateError(path, f"target ids must be a 1-D integer array, not {dtype} {list(shape)}")
+            ids = np.load(f, allow_pickle=False)
+        except HiddenStateError:
+            raise
+        except (ValueError, OSError, EOFError) as exc:
+            raise _numpy_error(path, exc, ".npy") from exc
+    return [int(i) for i in ids.tolist()]
+
+
+@dataclass(frozen=True)
+class _Expect:
+    """What the model can use, checked against a file's declared shape before its data is read."""
+
+    hidden_size: int
+    layers: bool
+
+    def check(self, path: Path, shape: tuple[int, ...]) -> None:
+        _axes(path, shape, self.hidden_size, self.layers)
+        need = math.prod(shape) * 4  # widened to float32
+        if need > MAX_STATE_BYTES:
+            raise HiddenStateError(
+                path,
+                f"shape {list(shape)} is {need:,} bytes as float32; lmhead reads hidden states up to {MAX_STATE_BYTES:,} bytes",
+                hint="save only the positions (and layers) you want to inspect",
+            )
+
+
+def _read(path: Path, key: str | None, expect: _Expect) -> tuple[np.ndarray, str | None]:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _read_npy(path), None
+        return _read_npy(path, expect), None
     if suffix == ".npz":
-        return _read_npz(path, key)
+        return _read_npz(path, key, expect)
     if suffix == ".safetensors":
-        return _read_safetensors(path, key)
+        return _read_safetensors(path, key, expect)
     if suffix in (".pt", ".pth", ".bin"):
         return _read_torch(path, key)
     raise HiddenStateError(path, f"unsupported hidden-state file type {suffix or '(none)'}", hint="use .npy, .npz or .safetensors")
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        with open(path, "rb") as f:
-            _check_npy_header(path, f, os.fstat(f.fileno()).st_size)
+def _read_npy(path: Path, expect: _Expect) -> np.ndarray:
+    fd = open_regular(path, HiddenStateError, limit=MAX_FILE_BYTES)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            shape, _ = _check_npy_header(path, f, os.fstat(f.fileno()).st_size)
+            expect.check(path, shape)
             return np.load(f, allow_pickle=False)
-    except HiddenStateError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise _numpy_error(path, exc, ".npy") from exc
+        except HiddenStateError:
+            raise
+        except (ValueError, OSError, EOFError) as exc:
+            raise _numpy_error(path, exc, ".npy") from exc
 
 
-def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, str]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            name = _choose_key(path, list(archive.files), key)
-            member = name + ".npy" if name + ".npy" in archive.zip.namelist() else name
-            with archive.zip.open(member) as f:
-                _check_npy_header(path, f, archive.zip.getinfo(member).file_size)
-            return archive[name], name
-    except HiddenStateError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise _numpy_error(path, exc, ".npz") from exc
+def _read_npz(path: Path, key: str | None, expect: _Expect) -> tuple[np.ndarray, str]:
+    """One member of an ``.npz``: its declared size and shape are checked before a byte is inflated.
+
+    ``zipfile`` stops inflating at the member's declared size, and the ``.npy`` header inside must
+    claim no more than that size holds, so memory is bounded by the shape that passed the checks.
+    """
+    fd = open_regular(path, HiddenStateError, limit=MAX_FILE_BYTES)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            with np.load(f, allow_pickle=False) as archive:
+                name = _choose_key(path, list(archive.files), key)
+                member = name + ".npy" if name + ".npy" in archive.zip.namelist() else name
+                with archive.zip.open(member) as m:
+                    shape, _ = _check_npy_header(path, m, archive.zip.getinfo(member).file_size)
+                expect.check(path, shape)
+                return archive[name], name
+        except HiddenStateError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
+            raise _numpy_error(path, exc, ".npz") from exc
 
 
 def _numpy_error(path: Path, exc: BaseException, kind: str) -> HiddenStateError:
@@ -98,7 +148,7 @@ def _numpy_error(path: Path, exc: BaseException, kind: str) -> HiddenStateError:
     return HiddenStateError(path, f"not a valid {kind} file: {_one_line(exc)}")
 
 
-def _check_npy_header(path: Path, f: BinaryIO, size: int) -> None:
+def _check_npy_header(path: Path, f: BinaryIO, size: int) -> tuple[tuple[int, ...], np.dtype]:
     """Refuse, before numpy allocates anything, a file that is not .npy or whose header claims more data than it holds."""
     if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
         f.seek(0)
@@ -121,33 +171,32 @@ def _check_npy_header(path: Path, f: BinaryIO, size: int) -> None:
     if need > have:
         raise HiddenStateError(path, f"header claims shape {list(shape)} of {dtype} ({need:,} bytes), but only {have:,} bytes follow")
     f.seek(0)
+    return tuple(shape), dtype
 
 
-def _read_safetensors(path: Path, key: str | None) -> tuple[np.ndarray, str]:
-    """Validated by the safetensors library; bfloat16 / float8 tensors (which its numpy side cannot
-    make without ml_dtypes) are read as raw bits from the validated offsets and widened here."""
-    from safetensors import SafetensorError, safe_open
+def _read_safetensors(path: Path, key: str | None, expect: _Expect) -> tuple[np.ndarray, str]:
+    """Through lmhead's own safetensors reader: header validated, shape checked, then the bytes read
+    and widened to float32 (every float dtype it reads, F8 included; F4/F6 and integers refused)."""
+    from .errors import CheckpointError
+    from .formats.safetensors import SafetensorsFile
 
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            name = _choose_key(path, list(f.keys()), key)
-            dtype = f.get_slice(name).get_dtype()
-            if dtype not in NARROW_FLOATS:
-                return f.get_tensor(name), name
-    except SafetensorError as exc:
-        raise HiddenStateError(path, f"not a valid safetensors file: {_one_line(exc)}") from exc
-    return _read_safetensors_narrow(path, name, dtype), name
-
-
-def _read_safetensors_narrow(path: Path, name: str, dtype: str) -> np.ndarray:
-    """One tensor of a header the library has just validated (offsets inside the file, sizes matching)."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        entry = json.loads(f.read(length))[name]
-        begin, end = entry["data_offsets"]
-        f.seek(8 + length + begin)
-        raw = np.frombuffer(f.read(end - begin), dtype=STORAGE[dtype])
-    return to_float32(raw, dtype).reshape(entry["shape"])
+        reader = SafetensorsFile(path)
+    except CheckpointError as exc:
+        raise HiddenStateError(path, exc.reason) from None
+    try:
+        tensors = {t.name: t for t in reader.tensors}
+        name = _choose_key(path, list(tensors), key)
+        info = tensors[name]
+        expect.check(path, info.shape)
+        try:
+            values = reader.read_rows(info, 0, info.rows)
+        except CheckpointError as exc:
+            reason = exc.reason.removeprefix(f"{name}: ")
+            raise HiddenStateError(path, f"{reason}; hidden states are floats") from None
+        return values.reshape(info.shape), name
+    finally:
+        reader.close()
 
 
 def _read_torch(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
@@ -202,19 +251,24 @@ def _as_float32(path: Path, array: np.ndarray) -> np.ndarray:
         return np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d array 0-d, for the shape message
 
 
-def _axes(path: Path, values: np.ndarray, hidden_size: int, layers: bool) -> tuple[str, ...]:
-    if values.ndim == 0 or values.shape[-1] != hidden_size:
-        last = values.shape[-1] if values.ndim else "a scalar"
-        raise HiddenStateError(path, f"last dimension is {last}, but the model's hidden size is {hidden_size} (shape {list(values.shape)})")
+def _axes(path: Path, shape: tuple[int, ...], hidden_size: int, layers: bool) -> tuple[str, ...]:
+    ndim = len(shape)
+    if ndim == 0 or shape[-1] != hidden_size:
+        last = shape[-1] if ndim else "a scalar"
+        raise HiddenStateError(path, f"last dimension is {last}, but the model's hidden size is {hidden_size} (shape {list(shape)})")
     if layers:
         shapes = {3: ("layer", "position"), 4: ("layer", "batch", "position")}
         expected = "(L, T, d) or (L, B, T, d)"
     else:
         shapes = {1: (), 2: ("position",), 3: ("batch", "position")}
         expected = "(d,), (T, d) or (B, T, d); with --layers (L, T, d)"
-    if values.ndim not in shapes:
-        raise HiddenStateError(path, f"shape {list(values.shape)} has {values.ndim} dimensions; expected {expected}")
-    return shapes[values.ndim]
+    if ndim not in shapes:
+        raise HiddenStateError(path, f"shape {list(shape)} has {ndim} dimensions; expected {expected}")
+    axes = shapes[ndim]
+    for axis, n in zip(axes, shape, strict=False):
+        if n == 0:
+            raise HiddenStateError(path, f"shape {list(shape)} holds no states: its {axis} axis is empty")
+    return axes
 
 
 def _check_finite(path: Path, values: np.ndarray, axes: tuple[str, ...]) -> None:

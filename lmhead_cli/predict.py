@@ -74,14 +74,14 @@ def select_positions(spec: str | None, count: int) -> list[int]:
             if ":" in part:
                 selected = range(count)[slice(*(int(p) if p else None for p in part.split(":")))]
                 if not selected:
-                    raise HiddenStateError(None, f"--positions: {part!r} selects none of the {count} positions in the file")
+                    raise HiddenStateError("--positions", f"{part!r} selects none of the {count} positions in the file")
                 chosen.extend(selected)
                 continue
             i = int(part)
         except ValueError:
-            raise HiddenStateError(None, f"--positions: {part!r} is not an integer or a start:stop range") from None
+            raise HiddenStateError("--positions", f"{part!r} is not an integer or a start:stop range") from None
         if not -count <= i < count:
-            raise HiddenStateError(None, f"--positions: {i} is outside the {count} positions in the file")
+            raise HiddenStateError("--positions", f"{i} is outside the {count} positions in the file")
         chosen.append(i % count)
     return list(dict.fromkeys(chosen))
 
@@ -92,19 +92,17 @@ def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndar
     negative = [i for i in ids if i < 0]
     if negative:
         raise HiddenStateError(
-            None,
-            f"{source}: id {negative[0]} is negative; token ids start at 0",
+            source,
+            f"id {negative[0]} is negative; token ids start at 0",
             hint="give T-1 ids to leave the last position without a target",
         )
     huge = [i for i in ids if i > np.iinfo(np.int64).max]
     if huge:
-        raise HiddenStateError(None, f"{source}: id {huge[0]} is larger than any vocabulary")
+        raise HiddenStateError(source, f"id {huge[0]} is larger than any vocabulary")
     if len(ids) == positions - 1:
         ids.append(-1)
     if len(ids) != positions:
-        raise HiddenStateError(
-            None, f"{source} gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})"
-        )
+        raise HiddenStateError(source, f"gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})")
     return np.asarray(ids, dtype=np.int64)
 
 
@@ -116,16 +114,16 @@ def check_targets(targets: np.ndarray, head_rows: int, limit: int | None, source
     if len(outside):
         i = int(outside[0])
         raise HiddenStateError(
-            None,
-            f"{source}: target id {int(targets[i])} at position {i} is outside the head's {head_rows:,} rows"
+            source,
+            f"target id {int(targets[i])} at position {i} is outside the head's {head_rows:,} rows"
             + (f" ({len(outside)} such positions)" if len(outside) > 1 else ""),
         )
     masked = np.flatnonzero(given & (targets >= limit)) if limit is not None else np.zeros(0, dtype=np.int64)
     if limit is not None and len(masked):
         i = int(masked[0])
         raise HiddenStateError(
-            None,
-            f"{source}: target id {int(targets[i])} at position {i} is a padded head row beyond the tokenizer's {limit:,} tokens, "
+            source,
+            f"target id {int(targets[i])} at position {i} is a padded head row beyond the tokenizer's {limit:,} tokens, "
             "which are masked" + (f" ({len(masked)} such positions)" if len(masked) > 1 else ""),
             hint="--include-padded keeps the padded rows",
         )
@@ -135,8 +133,8 @@ def targets_from_text(tokens: Sequence[int], positions: int) -> np.ndarray:
     """Position i's target is token i+1 of the text: T tokens (the last has no target) or T+1."""
     if len(tokens) not in (positions, positions + 1):
         raise TokenizerError(
-            None,
-            f"--text encodes to {len(tokens)} tokens, but the hidden states have {positions} positions "
+            "--text",
+            f"encodes to {len(tokens)} tokens, but the hidden states have {positions} positions "
             f"(expected {positions} or {positions + 1} tokens)",
         )
     nxt = list(tokens[1:]) + ([-1] if len(tokens) == positions else [])

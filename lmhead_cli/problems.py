@@ -30,6 +30,8 @@ class ProblemKind(Enum):
     HIDDEN_SIZE = "hidden_size"  # the config's hidden size against the head's columns
     EMBEDDING_HEAD_ROWS = "embedding_head_rows"  # embedding and head rows differ
     TOKENIZER_BEYOND_HEAD = "tokenizer_beyond_head"  # tokens the head can never predict
+    # settings (anatomy.py): a norm epsilon or logit transform the math cannot use (NaN, infinite, negative)
+    BAD_SETTING = "bad_setting"
     # shard index (census.py)
     INDEX_TOTAL_SIZE = "index_total_size"
     INDEX_TOTAL_PARAMETERS = "index_total_parameters"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TokenizerError
+from .files import read_regular
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
 PADDING = "⟨pad⟩"
+MAX_TOKENIZER_BYTES = 2**30  # the largest tokenizer.json files on the hub are tens of MB
 VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -69,6 +71,7 @@ class Vocabulary:
     _build: Callable[[], Any] | None = None  # builds the encoder on first use (a GGUF's tokenizer metadata)
     add_special: bool = False  # encode adds the tokenizer's BOS/EOS (a GGUF's add_bos_token)
     note: str | None = None  # how --text is tokenized, when a person should be told (BOS added)
+    _warn: Callable[[str], str | None] | None = None  # a warning about how one text is tokenized
 
     def is_padding(self, token_id: int) -> bool:
         return self.text(token_id) is None
@@ -96,6 +99,11 @@ class Vocabulary:
         text = self.text(token_id)
         return PADDING if text is None else visible(text)
 
+    def warnings(self, text: str) -> list[str]:
+        """What a person must know about how ``text`` was tokenized (a guess is labelled, never silent)."""
+        warning = self._warn(text) if self._warn else None
+        return [warning] if warning else []
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; with ``add_special``, BOS/EOS as the model's own tokenizer adds them."""
         if self._tokenizer is None and self._build is not None:
@@ -110,18 +118,30 @@ class Vocabulary:
 
 
 def load_vocabulary(path: str | Path) -> Vocabulary:
-    """Read a Hugging Face ``tokenizer.json`` with the tokenizers library."""
+    """Read a Hugging Face ``tokenizer.json`` (a regular file of at most ``MAX_TOKENIZER_BYTES``) with the tokenizers library."""
     from tokenizers import Tokenizer
 
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"
+    data = read_regular(path, TokenizerError, "tokenizer", limit=MAX_TOKENIZER_BYTES)
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenizerError(path, "cannot read tokenizer: not UTF-8 text") from None
+    try:
+        tokenizer = Tokenizer.from_str(text)
     except Exception as exc:  # tokenizers raises a bare Exception for every failure
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TokenizerError(path, f"cannot read tokenizer: {reason}") from exc
-    return Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer)
+    return _checked(Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer))
+
+
+def _checked(vocab: Vocabulary) -> Vocabulary:
+    """A vocabulary of no tokens would mask every head row: refuse it."""
+    if vocab.size == 0:
+        raise TokenizerError(vocab.source, "holds no tokens", hint="pass the model's tokenizer.json with --tokenizer")
+    return vocab
 
 
 def vocabulary_from_tokens(
@@ -131,6 +151,7 @@ def vocabulary_from_tokens(
     build: Callable[[], Any] | None = None,
     add_special: bool = False,
     note: str | None = None,
+    warn: Callable[[str], str | None] | None = None,
 ) -> Vocabulary:
     """A vocabulary from a list of token strings (GGUF ``tokenizer.ggml.tokens``).
 
@@ -139,7 +160,11 @@ def vocabulary_from_tokens(
     ``build`` makes the encoder for --text when it is first needed.
     """
     show = {"gpt2": _byte_level_text, "llama": _sentencepiece_text}.get(model) if isinstance(model, str) else None
-    return Vocabulary(source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note)
+    return _checked(
+        Vocabulary(
+            source=source, size=len(tokens), _tokens=tokens, _show=show, _build=build, add_special=add_special, note=note, _warn=warn
+        )
+    )
 
 
 def _byte_level_text(token: str) -> str:

@@ -279,6 +279,7 @@ def gguf_bytes(
     tensor_type: int = GGML_F32,
     alignment: int = 32,
     seed: int = 0,
+    tokens: list[str] | None = None,
 ) -> bytes:
     """A small llama GGUF: token_embd, output_norm and output as F32 (dims stored fastest first)."""
     tensors = llama_tensors(vocab, hidden, seed=seed)
@@ -295,7 +296,7 @@ def gguf_bytes(
         gguf_kv("llama.context_length", GGUF_UINT32, 64),
         gguf_kv("llama.attention.layer_norm_rms_epsilon", GGUF_FLOAT32, 1e-5),
         gguf_kv("tokenizer.ggml.model", GGUF_STRING, "llama"),
-        gguf_kv("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, [f"tok{i}" for i in range(vocab)])),
+        gguf_kv("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, [f"tok{i}" for i in range(vocab)] if tokens is None else tokens)),
     ]
     infos, data = [], b""
     for name, array in stored.items():
@@ -311,6 +312,45 @@ def gguf_bytes(
     head = magic + struct.pack("<IQQ", version, len(stored), len(kvs)) + b"".join(kvs) + b"".join(infos)
     head += b"\0" * (-len(head) % alignment)
     return head + data
+
+
+def npz_bomb(shape: tuple[int, ...], inflated: int, dtype: str = "<f4") -> bytes:
+    """An ``.npz`` whose one member (``h.npy``) declares ``shape`` and inflates to ``inflated`` bytes of zeros.
+
+    The deflate stream is built from one compressed MiB of zeros repeated (each block ends with a full
+    flush, so the blocks are identical): a 4 GiB member costs ~4 MB and no time to build. The CRC is
+    not computed (zero): a reader that refuses the member before inflating it never gets to check it.
+    """
+    import io
+    import zipfile
+    import zlib
+
+    header = npy_bytes({"descr": dtype, "fortran_order": False, "shape": shape})
+    mib = 1 << 20
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = [squeeze.compress(header) + squeeze.flush(zlib.Z_FULL_FLUSH)]
+    block = squeeze.compress(bytes(mib)) + squeeze.flush(zlib.Z_FULL_FLUSH)
+    stream += [block] * ((inflated - len(header)) // mib)
+    stream.append(squeeze.compress(bytes((inflated - len(header)) % mib)) + squeeze.flush())
+    deflated = b"".join(stream)
+
+    class Prepared:  # stands in for zipfile's compressor: the stream is already deflated
+        def compress(self, data: bytes) -> bytes:
+            return b""
+
+        def flush(self) -> bytes:
+            return deflated
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        info = zipfile.ZipInfo("h.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as w:
+            w._compressor = Prepared()  # type: ignore[attr-defined]
+            w._file_size = inflated  # type: ignore[attr-defined]
+            if inflated <= 2**26:  # small enough to checksum: a valid member
+                w._crc = zlib.crc32(bytes(inflated - len(header)), zlib.crc32(header))  # type: ignore[attr-defined]
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- other kinds of files

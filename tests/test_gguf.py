@@ -43,6 +43,10 @@ CONVERTED = {
     "stablelm_f32.gguf": "stablelm",
     "gpt_neox_f16.gguf": "gpt_neox",
     "phi_f32.gguf": "phi",
+    "gpt2_f32.gguf": "gpt2",
+    "falcon_f32.gguf": "falcon",
+    "starcoder_f32.gguf": "gpt_bigcode",
+    "olmo_f32.gguf": "olmo",
 }
 F32_CONVERSIONS = sorted(name for name in CONVERTED if name.endswith("_f32.gguf"))
 QUANTIZED_HEADS = {  # file -> the head's type
@@ -60,7 +64,17 @@ QUANTIZED_HEADS = {  # file -> the head's type
     "synthetic_iq2_xxs.gguf": "IQ2_XXS",
     "synthetic_iq4_xs.gguf": "IQ4_XS",
 }
-TIED = {"llama_tied_f32.gguf", "gemma2_f32.gguf", "cohere_f32.gguf", "synthetic_tied_q6_k.gguf", "gemma_f32.gguf", "gemma3_f32.gguf"}
+TIED = {
+    "llama_tied_f32.gguf",
+    "gemma2_f32.gguf",
+    "cohere_f32.gguf",
+    "synthetic_tied_q6_k.gguf",
+    "gemma_f32.gguf",
+    "gemma3_f32.gguf",
+    "gpt2_f32.gguf",
+    "falcon_f32.gguf",
+    "starcoder_f32.gguf",
+}
 
 
 def gguf_reader(name: str) -> gguf.GGUFReader:

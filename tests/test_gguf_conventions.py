@@ -142,6 +142,18 @@ def test_a_missing_eps_key_is_a_problem_not_a_different_norm(tmp_path):
     assert any("lacks gemma2.attention.layer_norm_rms_epsilon" in p and "the other norm's key" in p for p in data["problems"])
 
 
+def test_olmo_normalises_without_parameters(tmp_path):
+    """llama.cpp's olmo graph: build_norm(cur, NULL, NULL, LLM_NORM): a LayerNorm even with no output_norm stored."""
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "olmo")
+    writer.add_float32("olmo.attention.layer_norm_epsilon", 1e-5)
+    writer.add_tensor("token_embd.weight", EMB)
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    h = STATES.astype(np.float64)
+    c = h - h.mean(-1, keepdims=True)
+    want = (c / np.sqrt((c**2).mean(-1, keepdims=True) + 1e-5)) @ EMB.astype(np.float64).T  # (T, d) @ (d, V) -> (T, V)
+    np.testing.assert_allclose(lmhead_logits(tmp_path / "m.gguf", tmp_path), want, rtol=1e-5, atol=1e-5)
+
+
 def test_gemma_norm_weights_are_not_given_one_twice(tmp_path):
     """The converter stored 1 + w: llama.cpp's graph multiplies by the stored weight as is."""
     for arch in ("gemma", "gemma2", "gemma3"):

@@ -38,6 +38,8 @@ def test_the_fixtures_cover_both_kinds_and_several_splitters():
     assert len(STRINGS) >= 300
     kinds = {name: gguf.GGUFReader(FIXTURES / name).fields["tokenizer.ggml.model"].contents() for name in FILES}
     assert set(kinds.values()) == {"gpt2", "llama"}
+    archs = {gguf.GGUFReader(FIXTURES / name).fields["general.architecture"].contents() for name in FILES}
+    assert {"llama", "qwen2", "gpt2", "gemma2", "phi3"} <= archs  # Gemma and Phi-3 SentencePiece files are built differently
     pres = {gguf.GGUFReader(FIXTURES / name).fields["tokenizer.ggml.pre"].contents() for name in FILES}
     assert {"llama-bpe", "qwen2", "smollm", "gpt-2"} <= pres
     assert all((FIXTURES / name).stat().st_size < 2**20 for name in FILES)
@@ -221,3 +223,36 @@ def test_the_sample_gguf_is_what_its_generator_writes(tmp_path):
     spec.loader.exec_module(module)
     module.main(tmp_path / "s.gguf")
     assert (tmp_path / "s.gguf").read_bytes() == (ROOT / "sample_weights" / "gpt2-tied.gguf").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "warned"),
+    [("bpe_smollm.gguf", "it's 2024", True), ("bpe_smollm.gguf", "a 1 b", False), ("bpe_llama3.gguf", "it's 2024", False)],
+)
+def test_a_number_where_llama_cpp_and_transformers_split_differently_is_labelled(name, text, warned, tmp_path):
+    """llama.cpp's smollm splitter takes digits one by one; transformers' GGUF tokenizer does not (lmhead follows it)."""
+    index = STRINGS.index(text) if text in STRINGS else None
+    n = len(lmhead_tokenizer(name).encode(text).ids) if index is None else len(EXPECTED["files"][name]["with_special_tokens"][index])
+    np.save(tmp_path / "h.npy", np.ones((n, 8), np.float32))
+    data = run_json("topk", FIXTURES / name, tmp_path / "h.npy", "--text", text, "-k", "1")
+    said = [w for w in data["warnings"] if "splits numbers into single digits" in w]
+    assert bool(said) == warned
+    if warned:
+        out = run("topk", FIXTURES / name, tmp_path / "h.npy", "--text", text, "-k", "1").stdout
+        assert "warning: tokenizer.ggml.pre 'smollm': llama.cpp splits numbers into single digits" in out
+
+
+def test_a_space_prefix_llama_cpp_would_not_add_is_labelled(tmp_path):
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", "\u2581", "a", "\u2581a"])
+    writer.add_token_scores([0.0, 0.0, 0.0, -1.0, -2.0, -3.0])
+    writer.add_bos_token_id(1)
+    writer.add_add_space_prefix(False)
+    writer.add_tensor("token_embd.weight", np.ones((6, 8), np.float32))
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    np.save(tmp_path / "h.npy", np.ones((2, 8), np.float32))
+    data = run_json("topk", tmp_path / "m.gguf", tmp_path / "h.npy", "--text", "a", "-k", "1")
+    assert data["text_token_ids"] == [1, 5]  # transformers' ▁a, not llama.cpp's a
+    assert any("add_space_prefix is false" in w for w in data["warnings"])

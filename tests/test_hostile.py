@@ -116,35 +116,35 @@ SAFETENSORS_CASES: dict[str, tuple[bytes, str]] = {
         st_bytes(HEADER, DATA, length=2**62),
         r"header length 4,611,686,018,427,387,904 exceeds the 100,000,000-byte limit",
     ),
-    "header is not JSON": (st_bytes("{not json", b""), PARSER_REFUSED),
-    "header is a JSON list": (st_bytes([1, 2], b""), PARSER_REFUSED),
-    "header entry without a shape": (st_bytes({EMB: {"dtype": "F32", "data_offsets": [0, 4]}}, b"\0" * 4), PARSER_REFUSED),
+    "header is not JSON": (st_bytes("{not json", b""), r"not a valid safetensors file: header is not valid JSON \(line 1, column 2"),
+    "header is a JSON list": (st_bytes([1, 2], b""), r"header is a JSON list, not an object of tensor name -> entry"),
+    "header entry without a shape": (st_bytes({EMB: {"dtype": "F32", "data_offsets": [0, 4]}}, b"\0" * 4), r"has no 'shape'"),
     "offsets are strings": (
         st_bytes({EMB: {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}, b"\0" * 4),
-        PARSER_REFUSED,
+        r"has data_offsets \['0', '4'\]; expected \[begin, end\]",
     ),
-    "negative dimension": (st_bytes({EMB: st_entry("F32", [-1], 0, 0)}), PARSER_REFUSED),
+    "negative dimension": (st_bytes({EMB: st_entry("F32", [-1], 0, 0)}), r"has shape \[-1\]; dimensions must be non-negative integers"),
     "offsets outside the file": (
         st_bytes({EMB: st_entry("F32", [2, 2], 0, 16)}, b"\0" * 8),
         r"tensor data runs to byte \d+, but the file has \d+ bytes",
     ),
     "overlapping ranges": (
         st_bytes({"a": st_entry("F32", [2], 0, 8), "b": st_entry("F32", [2], 4, 12)}, b"\0" * 12),
-        PARSER_REFUSED,
+        r"tensor 'b' \(data bytes 4–12\) overlaps the tensor before it",
     ),
     "out-of-order ranges with a gap": (
         st_bytes({"b": st_entry("F32", [2], 16, 24), "a": st_entry("F32", [2], 0, 8)}, b"\0" * 24),
-        PARSER_REFUSED,
+        r"tensor 'b' \(data bytes 16–24\) leaves a gap of 8 bytes before it",
     ),
-    "byte length is not shape x dtype": (st_bytes({EMB: st_entry("F32", [3], 0, 8)}, b"\0" * 8), PARSER_REFUSED),
-    "unknown dtype": (st_bytes({EMB: st_entry("F128", [2], 0, 8)}, b"\0" * 8), PARSER_REFUSED),
+    "byte length is not shape x dtype": (st_bytes({EMB: st_entry("F32", [3], 0, 8)}, b"\0" * 8), r"12 bytes, but its data_offsets span 8"),
+    "unknown dtype": (st_bytes({EMB: st_entry("F128", [2], 0, 8)}, b"\0" * 8), r"has unknown dtype 'F128'"),
     "truncated data": (BLOB[:-10], rf"tensor data runs to byte {len(BLOB):,}, but the file has {len(BLOB) - 10:,} bytes \(truncated\?\)"),
     "bytes after the data": (BLOB + b"\0" * 7, r"7 unexpected bytes after the last tensor's data"),
     "10^15-element tensor": (
         st_bytes({EMB: st_entry("F32", [10**15, 8], 0, 32 * 10**15)}, b"\0" * 64),
         r"tensor data runs to byte 32,000,000,000,000,\d{3}, but the file has \d+ bytes",
     ),
-    "shape overflows 64 bits": (st_bytes({EMB: st_entry("F32", [2**40, 2**40], 0, 0)}), PARSER_REFUSED),
+    "shape overflows 64 bits": (st_bytes({EMB: st_entry("F32", [2**40, 2**40], 0, 0)}), r"is 4,835,703,278,458,516,698,824,704 bytes"),
     "head matrix of 10^15 empty rows": (
         st_bytes({EMB: st_entry("F32", [10**15, 0], 0, 0), "lm_head.weight": st_entry("F32", [10**15, 0], 0, 0)}),
         r"has shape \[1000000000000000, 0\]; a head matrix cannot be empty",
@@ -402,7 +402,7 @@ def test_huge_config_is_refused_before_reading(tmp_path):
     folder = valid_checkpoint(tmp_path / "m")
     with open(folder / "config.json", "r+b") as f:
         f.truncate(2**30)  # sparse: a gigabyte that takes no disk
-    assert_every_command_fails(tmp_path, folder, folder / "config.json", r"config is 1,073,741,824 bytes; lmhead reads JSON files up to")
+    assert_every_command_fails(tmp_path, folder, folder / "config.json", r"config is 1,073,741,824 bytes; lmhead reads config files up to")
 
 
 @pytest.mark.parametrize(
@@ -562,8 +562,8 @@ def test_broken_hidden_states(tmp_path, case):
 
 def test_hidden_states_that_do_not_exist(tmp_path):
     ckpt = valid_checkpoint(tmp_path / "m")
-    assert_input_error(invoke("topk", ckpt, tmp_path / "nope.npy"), tmp_path / "nope.npy", r"no such file$")
-    assert_input_error(invoke("topk", ckpt, tmp_path), tmp_path, r"not a file$")
+    assert_input_error(invoke("topk", ckpt, tmp_path / "nope.npy"), tmp_path / "nope.npy", r"no such file or directory$")
+    assert_input_error(invoke("topk", ckpt, tmp_path), tmp_path, r"is a directory, not a regular file$")
 
 
 # ---------------------------------------------------------------- no pickle is ever loaded
@@ -748,3 +748,26 @@ def test_unrecognised_head_tensors_are_never_a_random_head(tmp_path):
     folder = checkpoint_dir(tmp_path / "m", st_raw(tensors), config_json())
     result = invoke("topk", folder, hidden_file(tmp_path))
     assert_input_error(result, folder / "model.safetensors", r"lm_head\.\S+ looks like part of a quantized module")
+
+
+def test_nvfp4_head_is_counted_and_refused(tmp_path):
+    from hostile import _entry, quantized_head, st_raw
+
+    tensors, _ = quantized_head("ct_int4")
+    tensors["lm_head.weight_packed"] = _entry(np.zeros((V, D // 2), np.uint8))
+    tensors["lm_head.weight_scale"] = ("F8_E4M3", [V, 1], bytes(V))
+    tensors["lm_head.weight_global_scale"] = _entry(np.ones(1, np.float32))
+    qc = {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized"}
+    folder = checkpoint_dir(tmp_path / "m", st_raw(tensors), json.dumps({**json.loads(config_json()), "quantization_config": qc}))
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert data["head_params"] == V * D and data["quantization"]["head_layout"] == "compressed-tensors FP4"
+    line = assert_input_error(invoke("topk", folder, hidden_file(tmp_path)), folder, ".")
+    assert line.endswith("lm_head is compressed-tensors FP4-quantized; lmhead cannot dequantize it yet"), line
+
+
+def test_an_unknown_method_is_said_to_be_counted_as_stored(tmp_path):
+    config = json.dumps({**json.loads(config_json()), "quantization_config": {"quant_method": "hqq"}})
+    folder = checkpoint_dir(tmp_path / "m", valid_safetensors(), config)
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert "does not know how hqq stores weights" in data["quantization"]["note"]
+    assert "note: lmhead does not know how hqq" in invoke("count", folder).stdout

@@ -161,3 +161,46 @@ def test_unsupported_layout_is_refused_not_guessed(tmp_path):
     result = run("topk", folder, hidden, ok=False)
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == f"error: {folder}: lm_head is GPTQ-quantized; lmhead cannot dequantize it yet"
+
+
+def test_method_is_found_inside_text_config_and_quantize_config():
+    from lmhead_cli.quant import recognise
+
+    wrapped = {"model_type": "llava", "text_config": {"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}}
+    scheme = recognise(wrapped, None, {})
+    assert scheme is not None and (scheme.quant_method, scheme.bits, scheme.group_size) == ("awq", 4, 128)
+    assert scheme.source == "config.json text_config quantization_config"
+    scheme = recognise({"model_type": "llama"}, {"bits": 4, "group_size": 32, "desc_act": True}, {})
+    assert scheme is not None and (scheme.quant_method, scheme.source) == ("gptq", "quantize_config.json")
+    assert recognise({"model_type": "llama"}, None, {"format": "pt"}) is None
+
+
+def test_a_dense_checkpoint_has_no_quantization():
+    data = run_json("count", ROOT / "tests" / "fixtures" / "projected" / "opt_350m_like")
+    assert data["quantization"] is None
+    assert "quantization" not in [g["name"] for g in data["groups"]]
+
+
+def test_a_dense_parameter_named_like_quantization_metadata_is_still_a_parameter(tmp_path):
+    from builders import llama_config, llama_tensors, write_checkpoint
+
+    tensors = llama_tensors()
+    tensors["model.layers.0.mlp.input_scale"] = np.ones(16, np.float32)  # no quantization_config: a parameter like any other
+    folder = write_checkpoint(tmp_path / "m", tensors, llama_config())
+    data = run_json("count", folder)
+    assert data["quantization"] is None
+    assert data["total_params"] == sum(v.size for v in tensors.values())
+
+
+@pytest.mark.parametrize("layout", ["bnb_nf4", "gptq", "awq", "ct_int4", "fp8_block", "torchao"])
+def test_rows_read_one_at_a_time_equal_the_whole(tmp_path, layout):
+    """Rows that cut through 4-bit blocks, packed words and scale blocks read the same as the whole matrix."""
+    from hostile import quantized_checkpoint
+
+    folder = quantized_checkpoint(tmp_path / "m", layout)
+    with open_checkpoint(folder) as ckpt:
+        whole = ckpt.read_rows("lm_head.weight", 0, 32)
+        rows = np.concatenate([ckpt.read_rows("lm_head.weight", i, i + 1) for i in range(32)])
+        odd = np.concatenate([ckpt.read_rows("lm_head.weight", a, min(a + 3, 32)) for a in range(0, 32, 3)])
+    assert whole.shape == (32, 8) and np.isfinite(whole).all()
+    assert np.array_equal(whole, rows) and np.array_equal(whole, odd)

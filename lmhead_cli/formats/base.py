@@ -47,6 +47,7 @@ import numpy.typing as npt
 __all__ = [
     "F32Array",
     "F64Array",
+    "BufferPool",
     "FileMap",
     "Format",
     "Reader",
@@ -54,6 +55,7 @@ __all__ = [
     "TensorInfo",
     "U8Array",
     "columns_from_rows",
+    "fill_exact",
     "pread_exact",
 ]
 
@@ -180,9 +182,60 @@ def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> U8Array:
     while done < nbytes:
         got = os.preadv(fd, [view[done:]], offset + done)
         if got <= 0:
-            raise CheckpointError(path, f"file ends early: wanted {nbytes} bytes at offset {offset}")
+            raise CheckpointError(path, "file changed while being read")  # extents were checked against its size at open
         done += got
     return buf
+
+
+class BufferPool:
+    """Positioned reads of one file into buffers that are reused from call to call.
+
+    ``read`` lends a buffer for a ``with`` block (two may be lent at once: a byte comparison holds the
+    embedding's rows and the head's). Reused buffers cost no page faults after the first use, so the copy
+    out of the page cache runs at memory speed; unlike a memory map, a file that shrinks under us gives a
+    short read (``file changed while being read``), never a SIGBUS.
+    """
+
+    def __init__(self, fd: int, path: Path):
+        self._fd = fd
+        self._path = path
+        self._free: list[U8Array] = []
+
+    @contextmanager
+    def read(self, offset: int, nbytes: int) -> Iterator[U8Array]:
+        """``nbytes`` at ``offset`` as uint8, valid inside the ``with`` block."""
+        buf = self._take(nbytes)
+        try:
+            view = buf[:nbytes]
+            fill_exact(self._fd, view, offset, self._path)
+            yield view
+        finally:
+            self._free.append(buf)
+
+    def _take(self, nbytes: int) -> U8Array:
+        """The smallest idle buffer that fits (by position: arrays compare elementwise), or a new one."""
+        fits = [i for i, b in enumerate(self._free) if b.size >= nbytes]
+        if fits:
+            return self._free.pop(min(fits, key=lambda i: self._free[i].size))
+        if len(self._free) >= 2:  # keep at most two idle buffers: drop the smallest, which is too small anyway
+            self._free.pop(min(range(len(self._free)), key=lambda i: self._free[i].size))
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def close(self) -> None:
+        self._free = []
+
+
+def fill_exact(fd: int, buf: U8Array, offset: int, path: Path) -> None:
+    """Fill ``buf`` from ``offset``; a short read means the file shrank after its header was checked."""
+    from ..errors import CheckpointError
+
+    view = memoryview(buf)  # type: ignore[arg-type]  # ndarray implements the buffer protocol
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise CheckpointError(path, "file changed while being read")
+        done += got
 
 
 class FileMap:

@@ -15,7 +15,6 @@ dequantized chunk by chunk, never as a whole matrix.
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -66,14 +65,21 @@ PLAIN: dict[str, np.dtype] = {
 }
 INTEGER = {"I8", "I16", "I32", "I64"}
 U64 = struct.Struct("<Q")
+HEADER_BLOCK = 2**20  # the header is read in blocks of at least this many bytes
 
 
 class _Header:
-    """A cursor over the memory-mapped file that refuses to read past its end."""
+    """A cursor over the start of the file that refuses to read past its end.
 
-    def __init__(self, data: mmap.mmap, path: Path, keep_all: bool = False):
-        self.data = data
-        self.size = len(data)
+    The bytes are read with ``pread`` as the cursor needs them (in growing blocks), never mapped:
+    the header walk touches the header and nothing else, whatever the file's size or the address
+    space allowed.
+    """
+
+    def __init__(self, fd: int, path: Path, keep_all: bool = False):
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+        self.data = b""  # the file's first len(data) bytes
         self.path = path
         self.pos = 0
         self.keep_all = keep_all  # every array element, exact and strict: a tokenizer's arrays, read on demand
@@ -86,18 +92,36 @@ class _Header:
                 self.path, f"file ends early: the GGUF header needs bytes up to {start + n:,}, but the file has {self.size:,} (truncated?)"
             )
         self.pos = start + n
+        if self.pos > len(self.data):
+            self._extend(self.pos)
         return start
 
+    def _extend(self, end: int) -> None:
+        """Read on to at least byte ``end`` (doubling, so a long header costs few reads)."""
+        want = min(self.size, max(end, 2 * len(self.data), HEADER_BLOCK))
+        parts = [self.data]
+        have = len(self.data)
+        while have < want:
+            chunk = os.pread(self.fd, want - have, have)
+            if not chunk:
+                raise CheckpointError(self.path, "file changed while being read")
+            parts.append(chunk)
+            have += len(chunk)
+        self.data = b"".join(parts)
+
     def unpack(self, fmt: str) -> Any:
-        return struct.unpack_from(fmt, self.data, self.take(struct.calcsize(fmt)))[0]
+        start = self.take(struct.calcsize(fmt))  # first: it may read more of the file into self.data
+        return struct.unpack_from(fmt, self.data, start)[0]
 
     def raw_string(self) -> bytes:
-        (n,) = U64.unpack_from(self.data, self.take(8))
+        at = self.take(8)
+        (n,) = U64.unpack_from(self.data, at)
         start = self.take(n)
         return self.data[start : start + n]
 
     def skip_string(self) -> None:
-        (n,) = U64.unpack_from(self.data, self.take(8))
+        at = self.take(8)
+        (n,) = U64.unpack_from(self.data, at)
         self.take(n)
 
     def name(self, what: str) -> str:
@@ -175,9 +199,9 @@ def _shortest(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _read_header(path: Path, data: mmap.mmap) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int, dict[str, int]]:
+def _read_header(path: Path, fd: int) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int, dict[str, int]]:
     """(version, metadata, tokens, tensors, alignment, where each top-level array starts) from ``data``'s header."""
-    h = _Header(data, path)
+    h = _Header(fd, path)
     if h.unpack("<I") != GGUF_MAGIC:
         raise CheckpointError(path, "not a GGUF file (no GGUF magic)")
     version = h.unpack("<I")
@@ -228,7 +252,8 @@ def _tensor_entry(h: _Header) -> tuple[str, tuple[int, ...], int, int]:
     n_dims = h.unpack("<I")
     if n_dims > MAX_DIMS:
         raise CheckpointError(h.path, f"tensor {name!r} has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}")
-    dims = struct.unpack_from(f"<{n_dims}Q", h.data, h.take(8 * n_dims))
+    at = h.take(8 * n_dims)
+    dims = struct.unpack_from(f"<{n_dims}Q", h.data, at)
     raw_type = h.unpack("<I")
     offset = h.unpack("<Q")
     return name, dims, raw_type, offset
@@ -268,8 +293,7 @@ class GGUFFile:
         except OSError as exc:
             raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         try:
-            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:  # only the header's pages are touched
-                self.version, self.metadata, self.tokens, self.tensors, self.alignment, self._arrays = _read_header(path, data)
+            self.version, self.metadata, self.tokens, self.tensors, self.alignment, self._arrays = _read_header(path, self._fd)
         except CheckpointError:
             os.close(self._fd)
             raise
@@ -293,10 +317,9 @@ class GGUFFile:
         if self._fd < 0:
             raise CheckpointError(self.path, "the file is closed")
         try:
-            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:
-                h = _Header(data, self.path, keep_all=True)
-                h.pos = self._arrays[key]
-                values = h.value(GGUFValueType.ARRAY, key)
+            h = _Header(self._fd, self.path, keep_all=True)
+            h.take(self._arrays[key])  # up to where the array starts
+            values = h.value(GGUFValueType.ARRAY, key)
         except (OSError, ValueError, struct.error, OverflowError) as exc:
             raise CheckpointError(self.path, f"cannot read metadata {key!r}: {exc}") from exc
         return values

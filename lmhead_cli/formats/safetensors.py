@@ -1,10 +1,13 @@
-"""safetensors files: headers through the ``safetensors`` library, rows through a released memory map.
+"""safetensors files: headers validated here, rows by positional reads into reused buffers.
 
-The library's own parser validates each header (offsets in order and inside the
-file, byte lengths matching shape × dtype, a 100 MB header cap); we then read
-the validated JSON once more for the byte offsets, which its API does not
-expose, so that row ranges are read through released windows of a memory map
-and memory stays bounded by the chunk (see ``FileMap``).
+The header is read with ``pread`` and checked in full before anything else is
+believed: a length cap, JSON, known dtype names, shapes of non-negative
+integers, byte lengths equal to shape × dtype size, ranges in order, without
+gaps or overlaps, ending exactly at the end of the file. The file is never
+mapped: a header-only command reads the header's bytes and nothing more, so it
+works under any address-space limit on any checkpoint size, and a file that
+shrinks while rows are read gives a short read, reported as "file changed
+while being read", never a SIGBUS.
 """
 
 from __future__ import annotations
@@ -19,19 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import F32Array, F64Array, FileMap, Format, TensorInfo, U8Array
+from .base import BufferPool, F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
 
-# safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read);
-# bfloat16 and float8 are their raw bits (lmhead_cli.dtypes), widened by ``to_float32``
+# safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read)
 NUMPY_DTYPES: dict[str, np.dtype | None] = {
     "F64": np.dtype(np.float64),
     "F32": np.dtype(np.float32),
     "F16": np.dtype(np.float16),
-    **{name: STORAGE[name] for name in ("BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ")},
+    **{
+        name: STORAGE[name] for name in ("BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ")
+    },  # raw bits (lmhead_cli.dtypes)
     "C64": np.dtype(np.complex64),
     "I64": np.dtype(np.int64),
     "I32": np.dtype(np.int32),
@@ -47,65 +50,105 @@ NUMPY_DTYPES: dict[str, np.dtype | None] = {
     "F6_E3M2": None,
 }
 
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
+CONVERT_BLOCK_BYTES = 4 * 2**20  # stored bytes read (into one reused buffer) per block before widening
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap (the format's specification)
+MAX_TENSORS = 200_000  # per file; real checkpoints hold hundreds to a few thousand per shard
 
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}
 
 
-def _validate(path: Path) -> None:
-    """Let the reference parser check the whole header; translate its errors once."""
-    length, size = _framing(path)
-    try:
-        with safe_open(str(path), framework="numpy"):
-            pass
-    except SafetensorError as exc:
-        # Our own numbers first (a partial download is the usual cause, and the library gives none); its wording else.
-        reason = _coverage(path, length, size) or _reason(str(exc))
-        raise CheckpointError(path, f"not a valid safetensors file: {reason}") from exc
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+# bits per element of each dtype (sub-byte types are packed)
+BITS = {name: (dtype.itemsize * 8 if dtype is not None else 0) for name, dtype in NUMPY_DTYPES.items()}
+BITS.update({"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6})
 
 
-def _framing(path: Path) -> tuple[int, int]:
-    """(header length, file size), refusing files too short for what their first 8 bytes claim."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            prefix = f.read(8)
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+def _bad(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(path, f"not a valid safetensors file: {reason}")
+
+
+def read_header(fd: int, path: Path) -> tuple[dict[str, str], list[TensorInfo]]:
+    """Metadata and tensors of the file open at ``fd``, every claim checked against the file's size."""
+    size = os.fstat(fd).st_size
     if size < 8:
         raise CheckpointError(path, "file is empty" if size == 0 else f"file is {size} bytes, shorter than the 8-byte header length")
-    (length,) = struct.unpack("<Q", prefix)
+    (length,) = struct.unpack("<Q", _pread(fd, 8, 0, path))
     if length > MAX_HEADER_BYTES:
         raise CheckpointError(path, f"header length {length:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit; not a safetensors file?")
     if 8 + length > size:
         raise CheckpointError(path, f"header length {length:,} runs past the end of the {size:,}-byte file (truncated?)")
-    return length, size
-
-
-def _coverage(path: Path, length: int, size: int) -> str | None:
-    """Say where the tensor data should end and where the file does; None when that is not the trouble
-    (or the header is too broken to tell)."""
+    raw = _pread(fd, length, 8, path)
+    claimed = raw.count(b'"data_offsets"')  # counted before parsing: a 100 MB header of a million entries is refused in ms
+    if claimed > MAX_TENSORS:
+        raise _bad(path, f"header lists about {claimed:,} tensors; lmhead reads files of up to {MAX_TENSORS:,} tensors")
     try:
-        with open(path, "rb") as f:
-            f.seek(8)
-            header = json.loads(f.read(length))
-        ends = [int(e["data_offsets"][1]) for k, e in header.items() if k != "__metadata__"]
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError, OSError):
-        return None
-    expected = 8 + length + max(ends, default=0)
-    if expected > size:
-        return f"tensor data runs to byte {expected:,}, but the file has {size:,} bytes (truncated?)"
-    if expected < size:
-        return f"{size - expected:,} unexpected bytes after the last tensor's data"
-    return None
+        header = json.loads(raw)
+    except RecursionError:
+        raise _bad(path, "header is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else " (not UTF-8)"
+        raise _bad(path, f"header is not valid JSON{where}") from None
+    if not isinstance(header, dict):
+        raise _bad(path, f"header is a JSON {type(header).__name__}, not an object of tensor name -> entry")
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad(path, "__metadata__ must map names to strings")
+    data_start = 8 + length
+    tensors = [_entry(path, name, entry, data_start) for name, entry in header.items()]
+    tensors.sort(key=lambda t: (t.offset or 0, t.nbytes))
+    _check_layout(path, tensors, data_start, size)
+    return metadata, tensors
 
 
-def _reason(message: str) -> str:
-    """safetensors' message without its boilerplate prefix, on one line."""
-    message = message.replace("Error while deserializing header: ", "")
-    return " ".join(message.split())
+def _entry(path: Path, name: str, entry: Any, data_start: int) -> TensorInfo:
+    if not isinstance(entry, dict):
+        raise _bad(path, f"entry of tensor {name!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    for key, value in (("dtype", dtype), ("shape", shape), ("data_offsets", offsets)):
+        if value is None:
+            raise _bad(path, f"tensor {name!r} has no {key!r}")
+    if not isinstance(dtype, str) or dtype not in BITS:
+        raise _bad(path, f"tensor {name!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_count(n) for n in shape):
+        raise _bad(path, f"tensor {name!r} has shape {shape!r}; dimensions must be non-negative integers")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(n) for n in offsets) or offsets[0] > offsets[1]:
+        raise _bad(path, f"tensor {name!r} has data_offsets {offsets!r}; expected [begin, end] with 0 ≤ begin ≤ end")
+    bits = math.prod(shape) * BITS[dtype]
+    begin, end = offsets
+    if bits % 8 or bits // 8 != end - begin:
+        need = f"{bits / 8:,g}" if bits % 8 else f"{bits // 8:,}"
+        raise _bad(path, f"tensor {name!r}: shape {shape} of {dtype} is {need} bytes, but its data_offsets span {end - begin:,}")
+    return TensorInfo(name=name, shape=tuple(shape), dtype=dtype, nbytes=end - begin, file=path, offset=data_start + begin)
+
+
+def _count(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
+def _check_layout(path: Path, tensors: list[TensorInfo], data_start: int, size: int) -> None:
+    """Data ranges in order from the start of the data, no gap, no overlap, ending where the file does."""
+    at = data_start
+    for info in tensors:
+        begin = _offset(info)
+        if begin != at:
+            how = "overlaps the tensor before it" if begin < at else f"leaves a gap of {begin - at:,} bytes before it"
+            raise _bad(path, f"tensor {info.name!r} (data bytes {begin - data_start:,}–{begin - data_start + info.nbytes:,}) {how}")
+        at = begin + info.nbytes
+    if at > size:
+        raise _bad(path, f"tensor data runs to byte {at:,}, but the file has {size:,} bytes (truncated?)")
+    if at < size:
+        raise _bad(path, f"{size - at:,} unexpected bytes after the last tensor's data")
+
+
+def _pread(fd: int, n: int, offset: int, path: Path) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.pread(fd, n - len(data), offset + len(data))
+        if not chunk:
+            raise CheckpointError(path, "file changed while being read")
+        data += chunk
+    return data
 
 
 class SafetensorsFile:
@@ -115,31 +158,16 @@ class SafetensorsFile:
 
     def __init__(self, path: Path):
         self.path = path
-        _validate(path)
-        self._fd = os.open(path, os.O_RDONLY)
-        self.metadata, self.tensors = self._read_header()
-        self._map = FileMap(self._fd)
-
-    def _read_header(self) -> tuple[dict[str, Any], list[TensorInfo]]:
-        (length,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
-        header = json.loads(os.pread(self._fd, length, 8))
-        metadata = header.pop("__metadata__", None) or {}
-        data_start = 8 + length
-        tensors = []
-        for name, entry in header.items():
-            begin, end = entry["data_offsets"]
-            tensors.append(
-                TensorInfo(
-                    name=name,
-                    shape=tuple(int(n) for n in entry["shape"]),
-                    dtype=entry["dtype"],
-                    nbytes=end - begin,
-                    file=self.path,
-                    offset=data_start + begin,
-                )
-            )
-        tensors.sort(key=lambda t: t.offset or 0)
-        return metadata, tensors
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+        try:
+            self.metadata, self.tensors = read_header(self._fd, path)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._buffers = BufferPool(self._fd, path)
 
     def _numpy_dtype(self, info: TensorInfo) -> np.dtype:
         dtype = NUMPY_DTYPES.get(info.dtype)
@@ -163,40 +191,45 @@ class SafetensorsFile:
 
     @contextmanager
     def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
-        """Rows ``start:stop`` as stored, uint8 (rows, row_bytes), read in place; valid inside the ``with`` block."""
+        """Rows ``start:stop`` as stored, uint8 (rows, row_bytes), in a reused buffer; valid inside the ``with`` block."""
         row_bytes = self._row_bytes(info)
-        with self._map.window(_offset(info) + start * row_bytes, (stop - start) * row_bytes) as raw:
+        with self._buffers.read(_offset(info) + start * row_bytes, (stop - start) * row_bytes) as raw:
             yield raw.reshape(stop - start, row_bytes)
 
     def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly), converted straight from the map."""
-        dtype = self._float_dtype(info)
-        with self.stored_rows(info, start, stop) as raw:
-            return _widen(raw.view(dtype).reshape((stop - start, *info.shape[1:])), info.dtype)
+        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly)."""
+        return self._converted(info, start, stop, np.dtype(np.float32))
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        return self._converted(info, start, stop, np.dtype(np.float64))
+
+    def _converted(self, info: TensorInfo, start: int, stop: int, wide: np.dtype) -> Any:
+        """Rows read a cache-sized block at a time and widened straight into the result, so the
+        bytes are converted while they are still in the CPU's cache after the read."""
         dtype = self._float_dtype(info)
-        with self.stored_rows(info, start, stop) as raw:
-            rows = raw.view(dtype).reshape((stop - start, *info.shape[1:]))
-            return rows.astype(np.float64) if info.dtype == "F64" else _widen(rows, info.dtype).astype(np.float64)
+        row_bytes = self._row_bytes(info)
+        rows = stop - start
+        inner = math.prod(info.shape[1:])
+        out = np.empty((rows, *info.shape[1:]), dtype=wide)
+        flat = out.reshape(rows, inner)  # (rows, inner)
+        step = max(1, CONVERT_BLOCK_BYTES // max(row_bytes, 1))
+        for first in range(0, rows, step):
+            last = min(first + step, rows)
+            with self._buffers.read(_offset(info) + (start + first) * row_bytes, (last - first) * row_bytes) as raw:
+                block = raw.view(dtype).reshape(last - first, inner)
+                flat[first:last] = to_float32(block, info.dtype) if info.dtype in STORAGE else block  # bf16/fp8: raw bits
+        return out
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C).
-
-        A map of the tensor is opened for this call only and closed after, so
-        the pages it touched leave the process's resident memory with it.
-        """
-        dtype = self._float_dtype(info)
+        """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C), from whole rows read chunk by chunk."""
+        self._float_dtype(info)
         if len(info.shape) != 2:
             raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
-        mapped = np.memmap(self.path, dtype=dtype, mode="r", offset=_offset(info), shape=info.shape)
-        cols = _widen(mapped[:, start:stop], info.dtype)
-        del mapped  # the last reference: unmapped here
-        return cols
+        return columns_from_rows(self.read_rows, info, start, stop)
 
     def close(self) -> None:
         if self._fd >= 0:
-            self._map.close()
+            self._buffers.close()
             os.close(self._fd)
             self._fd = -1
 
@@ -204,8 +237,3 @@ class SafetensorsFile:
 def _offset(info: TensorInfo) -> int:
     assert info.offset is not None  # every safetensors tensor has one (set in _read_header)
     return info.offset
-
-
-def _widen(raw: np.ndarray, dtype: str) -> F32Array:
-    """Stored values -> a new float32 array (exact for every float type but F64)."""
-    return to_float32(raw, dtype) if dtype in STORAGE else np.array(raw, dtype=np.float32)

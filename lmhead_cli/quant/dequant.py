@@ -23,7 +23,7 @@ FLOAT_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
 
 def read_rows(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the dense weight as float32, (C, in)."""
-    if qw.unreadable is not None or len(qw.shape) != 2:
+    if qw.unreadable is not None or len(qw.shape) != 2 or qw.method not in READERS:
         raise CheckpointError(qw.data.file, f"{qw.module} is {qw.method.value}-quantized; lmhead cannot dequantize it yet")
     if not 0 <= start <= stop <= qw.shape[0]:
         raise CheckpointError(qw.data.file, f"rows {start}:{stop} are outside {qw.name}'s {qw.shape[0]} rows")
@@ -37,13 +37,13 @@ def _unpack(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
     """Split each int32 word into 32/bits unsigned fields, low bits first, along ``axis`` (which grows)."""
     per_word = 32 // bits
     shifts = (np.arange(per_word, dtype=np.uint32) * bits).astype(np.uint32)
-    u = words.astype(np.int64).astype(np.uint32)
+    u = np.ascontiguousarray(words).view(np.uint32)  # the same 32 bits, unsigned
     mask = np.uint32((1 << bits) - 1)
     if axis == 0:  # (W, N) -> (W * per_word, N): field j of word w is row w * per_word + j
         fields = (u[:, None, :] >> shifts[None, :, None]) & mask
-        return fields.reshape(-1, u.shape[1]).astype(np.int32)
+        return fields.reshape(-1, u.shape[1]).astype(np.int16)
     fields = (u[:, :, None] >> shifts[None, None, :]) & mask  # (N, W) -> (N, W * per_word)
-    return fields.reshape(u.shape[0], -1).astype(np.int32)
+    return fields.reshape(u.shape[0], -1).astype(np.int16)
 
 
 def _scales(info, rows=slice(None), cols=slice(None)) -> np.ndarray:
@@ -65,8 +65,14 @@ def _gptq(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:
     groups = np.asarray(mapped(g_idx)).astype(np.int64) if g_idx is not None else np.arange(inputs) // (qw.group_size or inputs)
     if groups.min(initial=0) < 0 or groups.max(initial=0) >= scales.shape[0]:
         raise CheckpointError(qw.data.file, f"{qw.module}: g_idx names groups outside the {scales.shape[0]} stored")
-    w = scales[groups] * (q - zeros[groups]).astype(np.float32)  # (in, C)
-    return round_to(w, FLOAT_NAMES.get(scales_info.dtype)).T
+    group = qw.group_size
+    q_rows = np.ascontiguousarray(q.T)  # (C, in): transposed while still 2-byte integers
+    if group and inputs % group == 0 and np.array_equal(groups, np.arange(inputs) // group):  # no act-order: broadcast
+        q3 = q_rows.reshape(q_rows.shape[0], inputs // group, group)  # (C, G, g)
+        w = ((q3 - zeros.T[:, :, None]).astype(np.float32) * scales.T[:, :, None]).reshape(q_rows.shape[0], inputs)
+    else:
+        w = (q_rows - zeros.T[:, groups]).astype(np.float32) * scales.T[:, groups]  # (C, in)
+    return round_to(w, FLOAT_NAMES.get(scales_info.dtype))
 
 
 def _awq(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:
@@ -105,7 +111,10 @@ def _bnb_4bit(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:
     block = qw.layout["blocksize"]
     b0, b1 = begin // block, -(-end // block)
     absmax = _absmax(qw, b0, b1)  # (blocks,)
-    values = code[nibbles] * absmax[np.arange(begin, end) // block - b0]
+    if begin % block == 0 and (end - begin) % block == 0:  # whole blocks: one scale per row of a (blocks, block) view
+        values = (code[nibbles].reshape(-1, block) * absmax[:, None]).reshape(-1)
+    else:
+        values = code[nibbles] * absmax[np.arange(begin, end) // block - b0]
     return round_to(values, qw.layout.get("dtype")).reshape(stop - start, inputs)
 
 
@@ -134,10 +143,12 @@ def _blocked(qw: QuantizedWeight, start: int, stop: int, out_dtype: str | None) 
     x = as_float32(np.asarray(mapped(qw.data)[start:stop]), qw.data.dtype)  # (C, in)
     scale_info = qw.parts["scale"]
     b0, b1 = qw.layout["block"]
-    s = as_float32(np.asarray(mapped(scale_info)), scale_info.dtype).reshape(-(-qw.shape[0] // b0), -(-qw.shape[1] // b1))
-    rows = np.arange(start, stop) // b0
+    grid = (-(-qw.shape[0] // b0), -(-qw.shape[1] // b1))  # scales per column block, per row block
+    first, last = start // b0, -(-stop // b0)
+    s = as_float32(np.asarray(mapped(scale_info).reshape(grid)[first:last]), scale_info.dtype)  # only the rows' blocks
+    rows = np.arange(start, stop) // b0 - first
     cols = np.arange(qw.shape[1]) // b1
-    return round_to(x * s[rows][:, cols], out_dtype)
+    return round_to(x * s[rows][:, cols], out_dtype)  # (C, in)
 
 
 def _fp8_block(qw: QuantizedWeight, start: int, stop: int) -> np.ndarray:

@@ -96,7 +96,7 @@ def group(
     for name, info in tensors.items():
         if name in out.consumed:
             continue
-        if name.endswith(LOOSE_METADATA):
+        if name.endswith(LOOSE_METADATA) and (scheme is not None or out.weights):  # a dense model may have such a parameter
             out.metadata.append(info)
             out.consumed.add(name)
         elif scheme is not None and info.dtype in FP8_DTYPES and len(info.shape) == 2:
@@ -400,13 +400,19 @@ def _ct_packed(
     what = "compressed-tensors"
     scale = _need(tensors, module, ".weight_scale", what)
     shape_info = _need(tensors, module, ".weight_shape", what)
-    _expect(packed, ("I32",), 2)
-    _expect(scale, ("F32", "BF16", "F16"), 2)
+    _expect(packed, ("I32", "U8"), 2)
     _expect(shape_info, ("I64", "I32"), 1)
     values = read(shape_info) if shape_info.numel == 2 else None
     if values is None or any(int(v) <= 0 for v in values):
         raise _bad(shape_info, "weight_shape must hold two positive sizes [out, in]")
     out, inputs = (int(v) for v in values)
+    if packed.dtype == "U8":  # nvfp4 / mxfp4 pack-quantized: two FP4 codes per byte, FP8 or E8M0 group scales
+        if packed.shape != (out, _group_count(inputs, 2)):
+            raise _bad(packed, f"shape {list(packed.shape)} does not pack weight_shape {[out, inputs]} at 4 bits")
+        parts = {"scale": scale, "shape": shape_info, **_parts(tensors, module, {"global_scale": ".weight_global_scale"})}
+        fmt = str((scheme.get("format") if scheme else None) or "fp4-pack-quantized")
+        return QuantizedWeight(module + ".weight", Method.CT_FP4, (out, inputs), 4, packed, parts, None, {}, f"compressed-tensors {fmt}")
+    _expect(scale, ("F32", "BF16", "F16"), 2)
     weights = ct_weights(scheme) if scheme else {}
     bits = weights.get("num_bits") if isinstance(weights.get("num_bits"), int) else 4
     if bits not in (2, 4, 8):

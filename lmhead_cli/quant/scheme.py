@@ -9,7 +9,10 @@ from typing import Any
 
 from ..formats.base import TensorInfo
 
-__all__ = ["Method", "QuantizedWeight", "Scheme", "recognise"]
+__all__ = ["KNOWN_METHODS", "Method", "QuantizedWeight", "Scheme", "recognise"]
+
+# quant_method values whose layouts ``layouts.group`` knows (others: tensors counted as stored, with a note)
+KNOWN_METHODS = frozenset({"gptq", "awq", "bitsandbytes", "fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4", "torchao"})
 
 
 class Method(enum.Enum):
@@ -23,6 +26,7 @@ class Method(enum.Enum):
     FP8_BLOCK = "FP8 block"  # DeepSeek-V3 / transformers finegrained FP8: weight_scale_inv per 128 x 128 block
     FP8 = "FP8"  # per-tensor or per-channel weight_scale (compressed-tensors float-quantized, fbgemm_fp8)
     CT_INT = "compressed-tensors int"  # pack-quantized: weight_packed + weight_scale (+ zero point)
+    CT_FP4 = "compressed-tensors FP4"  # nvfp4 / mxfp4 pack-quantized: weight_packed U8 + FP8 / E8M0 group scales
     MXFP4 = "MXFP4"
     TORCHAO_FP8 = "torchao float8"
 
@@ -38,6 +42,7 @@ class Method(enum.Enum):
             Method.FP8_BLOCK: "fp8-block",
             Method.FP8: "fp8-scaled",
             Method.CT_INT: "ct-int",
+            Method.CT_FP4: "ct-fp4",
             Method.MXFP4: "mxfp4",
             Method.TORCHAO_FP8: "torchao-fp8",
         }[self]

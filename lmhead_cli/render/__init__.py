@@ -22,12 +22,34 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.segment import Segment, Segments
 from rich.table import Table
-from rich.text import Text
+from rich.text import Text as RichText
 
 from ..errors import LmheadError
 from ..tokens import visible
 
 PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
+RICH_STRIPS = frozenset("\x07\x08\x0b\x0c\r")  # rich deletes these from text (rich.control.STRIP_CONTROL_CODES)
+
+
+def _shown(text: str) -> str:
+    """The control characters rich would silently delete, made visible (\\x07, \\r) instead."""
+    if RICH_STRIPS.isdisjoint(text):
+        return text
+    return "".join(visible(ch) if ch in RICH_STRIPS else ch for ch in text)
+
+
+class Text(RichText):
+    """rich's ``Text``, except that BEL, BS, VT, FF and CR in a name are shown escaped, not dropped.
+
+    Every renderer builds its text with this class, so a token or tensor name that holds them reads
+    as what it is; the other control characters are escaped by ``emit``.
+    """
+
+    def __init__(self, text: str = "", *args: Any, **kwargs: Any) -> None:
+        super().__init__(_shown(text), *args, **kwargs)
+
+    def append(self, text: str | RichText, style: Any = None) -> RichText:
+        return super().append(_shown(text) if isinstance(text, str) else text, style)
 
 
 def stdout_console() -> Console:
@@ -80,7 +102,7 @@ def _plain(renderable: RenderableType) -> RenderableType:
     return renderable
 
 
-def _plain_table(table: Table) -> Text | None:
+def _plain_table(table: Table) -> RichText | None:
     """A borderless table as aligned text, laid out here: what rich draws for box=None, pad_edge=False,
     (0, 1) padding, at a fraction of its cost (rich measures and wraps every cell; this was most of
     ``count``'s run time). None, for rich to draw, unless every cell is one line and the table fits."""
@@ -90,10 +112,10 @@ def _plain_table(table: Table) -> Text | None:
     columns = table.columns
     rows: list[list[Any]] = [[c.header for c in columns]] if table.show_header else []
     rows += [list(row) for row in zip(*(c.cells for c in columns), strict=True)]
-    grid: list[list[Text]] = []
+    grid: list[list[RichText]] = []
     for row in rows:
         cells = [console.render_str(cell) if isinstance(cell, str) else cell for cell in row]
-        if not all(isinstance(cell, Text) and "\n" not in cell.plain for cell in cells):
+        if not all(isinstance(cell, RichText) and "\n" not in cell.plain for cell in cells):
             return None
         grid.append(cells)
     widths = [max(cell_len(row[i].plain) for row in grid) for i in range(len(columns))]
@@ -107,12 +129,26 @@ def _plain_table(table: Table) -> Text | None:
             left = {"right": pad, "center": pad // 2}.get(column.justify, 0)
             parts.append(" " * left + cell.plain + " " * (pad - left))
         lines.append("  ".join(parts).rstrip())
-    return Text("\n".join(lines))
+    return RichText("\n".join(lines))  # the cells' text as rich would show it, not escaped again
 
 
 def emit_json(data: dict[str, Any]) -> None:
-    """Strict JSON (RFC 8259): a number that is not finite (NaN, ±Infinity) is written as null, never as a bare token."""
-    sys.stdout.write(json.dumps(strict_json(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Strict JSON (RFC 8259) in UTF-8: a number that is not finite (NaN, ±Infinity) is written as null, never as a
+    bare token, and text UTF-8 cannot encode (a lone surrogate from a ``\\udcff`` escape in a config) as a JSON
+    escape, never as a raw byte."""
+    clean = strict_json(data)
+    text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = json.dumps(clean, indent=2, ensure_ascii=True, allow_nan=False).encode("ascii")
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+    if out is None:  # a text-only stream (a caller's StringIO): it holds str, not bytes
+        sys.stdout.write(raw.decode("utf-8") + "\n")
+        return
+    sys.stdout.flush()
+    out.write(raw + b"\n")
+    out.flush()
 
 
 def strict_json(value: Any) -> Any:

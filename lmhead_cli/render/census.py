@@ -6,12 +6,11 @@ from typing import Any
 
 from rich.console import Group as RichGroup
 from rich.table import Table
-from rich.text import Text
 
 from ..anatomy import HeadAnatomy
 from ..census import Census, Quantization
 from ..checkpoint import Checkpoint
-from . import human_bytes, human_count, percent
+from . import Text, human_bytes, human_count, percent
 
 LABELS = {
     "embedding": "token embedding",
@@ -101,6 +100,7 @@ def _quantization_json(c: Census) -> dict[str, Any] | None:
         "source": q.source,
         "quantized_params": q.quantized_params,
         "metadata_bytes": q.metadata_bytes,
+        "note": q.note,
     }
 
 
@@ -178,6 +178,8 @@ def _summary(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> list[Text]:
     ]
     if q is not None:
         lines.append(Text(_quantization_line(q)))
+        if q.note:
+            lines.append(Text(f"note: {q.note}", style="yellow"))
     if c.language_model_params != c.total_params:
         lines.append(
             Text(

@@ -8,11 +8,10 @@ from typing import Any
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
-from rich.text import Text
 
 from ..checkpoint import Checkpoint
 from ..doctor import DoctorReport
-from . import human_bytes, percent
+from . import Text, human_bytes, percent
 from .census import census_json
 from .explain import explain_json
 from .tying import tying_dict

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from ..anatomy import HeadAnatomy
+from . import Text
 
 
 def explain_json(anatomy: HeadAnatomy) -> dict[str, str]:

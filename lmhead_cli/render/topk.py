@@ -7,11 +7,11 @@ from typing import Any
 from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from ..anatomy import HeadAnatomy
 from ..predict import Predictions
 from ..tokens import Vocabulary
+from . import Text
 
 
 def head_warnings(anatomy: HeadAnatomy) -> list[str]:
@@ -24,7 +24,14 @@ def head_warnings(anatomy: HeadAnatomy) -> list[str]:
     return []
 
 
-def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, masked: int, text_note: str | None = None) -> list[Text]:
+def topk_header(
+    anatomy: HeadAnatomy,
+    vocab: Vocabulary | None,
+    no_norm: bool,
+    masked: int,
+    text_note: str | None = None,
+    text_warnings: list[str] | None = None,
+) -> list[Text]:
     """The head as applied (norm, scale, matrix, transforms), then what the reader should know."""
     norm = anatomy.final_norm
     steps = []
@@ -39,7 +46,7 @@ def topk_header(anatomy: HeadAnatomy, vocab: Vocabulary | None, no_norm: bool, m
     steps.append(f"· {anatomy.head_matrix}ᵀ" + (f" + {anatomy.head_bias}" if anatomy.head_bias else ""))
     steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
     lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
-    lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy)]
+    lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy) + (text_warnings or [])]
     if text_note:
         lines.append(Text(text_note, style="dim"))
     if vocab is None:

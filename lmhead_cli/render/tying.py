@@ -8,11 +8,10 @@ from typing import Any
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
-from rich.text import Text
 
 from ..checkpoint import Checkpoint
 from ..tying import TyingReport
-from . import human_bytes
+from . import Text, human_bytes
 
 
 def tying_dict(report: TyingReport) -> dict[str, Any]:

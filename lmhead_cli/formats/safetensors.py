@@ -217,7 +217,12 @@ class SafetensorsFile:
             last = min(first + step, rows)
             with self._buffers.read(_offset(info) + (start + first) * row_bytes, (last - first) * row_bytes) as raw:
                 block = raw.view(dtype).reshape(last - first, inner)
-                flat[first:last] = to_float32(block, info.dtype) if info.dtype in STORAGE else block  # bf16/fp8: raw bits
+                if info.dtype == "BF16" and wide == np.float32:  # bf16 bits shifted into the high half, in place
+                    bits = flat[first:last].view(np.uint32)
+                    np.copyto(bits, block, casting="unsafe")
+                    bits <<= 16
+                else:
+                    flat[first:last] = to_float32(block, info.dtype) if info.dtype in STORAGE else block  # fp8: 256-entry table
         return out
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:

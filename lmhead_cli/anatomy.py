@@ -101,12 +101,18 @@ def architecture_of(config: dict[str, Any] | None) -> str | None:
     return None
 
 
-def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None = None, strict: bool = True) -> HeadAnatomy:
+def locate_head(
+    ckpt: Checkpoint, head: str | None = None, embedding: str | None = None, strict: bool = True, values: bool = True
+) -> HeadAnatomy:
     """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name.
 
     A norm epsilon or logit transform the math cannot use (NaN, infinite, negative) is bad input
     (``AnatomyError`` naming the config), or with ``strict`` off one of the anatomy's ``problems``,
     left out of the head (doctor reports it).
+
+    ``values`` off (hf:// without --fetch-values): a stored head is never compared
+    with the embedding, so where that would decide tying it counts as not equal
+    (``loads_tied``'s reading of an unknown), and the caller must say so.
     """
     gguf = ckpt.format is Format.GGUF
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
@@ -151,7 +157,9 @@ def locate_head(ckpt: Checkpoint, head: str | None = None, embedding: str | None
     evidence = TieEvidence(
         source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares, loader_ignores_head=ignores_head
     )
-    identical = _values_identical(ckpt, emb, head_name, explain) if values_decide(evidence) else None
+    identical = _values_identical(ckpt, emb, head_name, explain) if values and values_decide(evidence) else None
+    if not values and values_decide(evidence):
+        explain["values"] = "not read (hf:// without --fetch-values)"
     tied = loads_tied(evidence, identical)
     tie_reason = _tie_reason(evidence, tied, identical, head_name, emb)
     explain["tied"] = tie_reason

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +21,10 @@ import numpy as np
 from .errors import CheckpointError
 from .files import access_error, read_regular
 from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows
+from .hub import cached_repo_id, snapshot_blobs
 
 if TYPE_CHECKING:
+    from .formats.remote import HubFiles
     from .quant import QuantizedWeight, Scheme
 
 __all__ = ["Checkpoint", "Format", "Reader", "TensorInfo", "open_checkpoint"]
@@ -60,6 +62,7 @@ class Checkpoint:
     quantized: dict[str, QuantizedWeight] = field(default_factory=dict)  # logical name -> its stored parts
     quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
     stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk by stored name, when ``tensors`` differs
+    remote: HubFiles | None = field(default=None, repr=False)  # hf://: where rows come from, and the bytes fetched
 
     @property
     def files(self) -> list[Path]:
@@ -119,6 +122,12 @@ class Checkpoint:
         if self._reader(weight.data).format != Format.SAFETENSORS:
             reason = f"{weight.module} is {weight.method.value}-quantized; lmhead cannot dequantize it yet (outside safetensors)"
             raise CheckpointError(self.path, reason)
+        if self.remote is not None:  # the dequantizers read local files
+            raise CheckpointError(
+                self.path,
+                f"{weight.module} is {weight.method.value}-quantized; its values are read from downloaded files only",
+                hint=f"download it (huggingface-cli download {self.remote.repo_id}) and run lmhead on {self.remote.repo_id}",
+            )
         try:
             return read_rows(weight, start, stop)
         except CheckpointError as exc:
@@ -146,15 +155,25 @@ class Checkpoint:
         self.close()
 
 
-def open_checkpoint(path: str | Path, revision: str | None = None, strict: bool = True) -> Checkpoint:
+def open_checkpoint(path: str | Path, revision: str | None = None, strict: bool = True, remote: bool = False) -> Checkpoint:
     """Open ``path`` read-only and list its tensors from headers.
 
     ``path`` may also be a Hugging Face repo id (``org/name``) already in the
-    local cache; ``revision`` picks a branch, tag or commit there. A shard index
-    that names tensors its shards do not hold is an error, unless ``strict`` is
-    off (``doctor`` reports it among the problems instead).
+    local cache; ``revision`` picks a branch, tag or commit there. Only
+    ``hf://org/name[@revision]`` (or a repo id with ``remote``) reads from the
+    hub over the network. A shard index that names tensors its shards do not
+    hold is an error, unless ``strict`` is off (``doctor`` reports it among the
+    problems instead).
     """
-    ckpt = _open(Path(path), revision)
+    from .hub import parse_hf_url
+
+    target = parse_hf_url(str(path), revision, remote)
+    if target is not None:
+        from .remote import open_remote
+
+        ckpt = open_remote(target)
+    else:
+        ckpt = _open(Path(path), revision)
     if strict and ckpt.index_problems:
         ckpt.close()
         more = f" (and {len(ckpt.index_problems) - 1} more)" if len(ckpt.index_problems) > 1 else ""
@@ -236,11 +255,11 @@ def _open_directory(directory: Path) -> Checkpoint:
             raise CheckpointError(
                 directory, f"holds several {what} ({_listed(found)}); which one?", hint=f"give the file itself as CKPT, e.g. {found[0]}"
             )
-    raise CheckpointError(
-        directory,
-        "no weights found (no model.safetensors, *.safetensors, index or .gguf file)",
-        hint="point lmhead at the folder that holds the model's weight files",
-    )
+    repo_id = cached_repo_id(directory)
+    hint = "point lmhead at the folder that holds the model's weight files"
+    if repo_id is not None:
+        hint = f"this cached snapshot holds no weight files; fetch them with: huggingface-cli download {repo_id} --include '*.safetensors'"
+    raise CheckpointError(directory, "no weights found (no model.safetensors, *.safetensors, index or .gguf file)", hint=hint)
 
 
 def _listed(files: list[Path], shown: int = 5) -> str:
@@ -248,7 +267,15 @@ def _listed(files: list[Path], shown: int = 5) -> str:
     return names + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
-def _open_index(index_path: Path, directory: Path, shown: Path | None = None) -> Checkpoint:
+def _open_index(
+    index_path: Path,
+    directory: Path,
+    shown: Path | None = None,
+    locate: Callable[[str], Path] | None = None,
+    opener: Callable[[Path], Reader] | None = None,
+) -> Checkpoint:
+    """A sharded checkpoint from its index; ``locate`` turns a shard name into the path to open
+    (default: the file in ``directory``, refused when missing or outside it)."""
     index = _read_json(index_path, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
@@ -260,18 +287,8 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
     for name in shard_names:
         if "\0" in name:
             raise CheckpointError(index_path, f"shard name {name!r} is not a valid file name")
-        try:
-            shard = (directory / name).resolve()
-            if directory.resolve() not in shard.parents:
-                raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
-            if not shard.is_file():
-                raise CheckpointError(index_path, f"names shard {name!r}, which is missing")
-        except (OSError, RuntimeError) as exc:  # a name over 255 bytes, a link loop (RuntimeError before Python 3.13)
-            why = access_error(name, exc, CheckpointError) if isinstance(exc, OSError) else None
-            reason = why.reason if why else "too many levels of symbolic links (a link that points to itself?)"
-            raise CheckpointError(index_path, f"shard {name!r}: {reason}") from None
-        shards.append(directory / name)
-    ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path)
+        shards.append(locate(name) if locate else _local_shard(directory, name, index_path))
+    ckpt = _assemble(shown or index_path, shards, directory, index_path=index_path, opener=opener)
     metadata = index.get("metadata")
     ckpt.index_metadata = metadata if isinstance(metadata, dict) else {}
     for tensor, shard in sorted(weight_map.items()):
@@ -280,6 +297,43 @@ def _open_index(index_path: Path, directory: Path, shown: Path | None = None) ->
             ckpt.index_problems.append(f"lists tensor {tensor!r} in {shard}, but that shard does not hold it")
     ckpt.unindexed = sorted(set(ckpt.on_disk) - set(weight_map))
     return ckpt
+
+
+def _local_shard(directory: Path, name: str, index_path: Path) -> Path:
+    try:
+        shard = _shard_inside(directory, name, index_path)
+        present = shard.is_file()
+    except (OSError, RuntimeError) as exc:  # a name over 255 bytes, a link loop (RuntimeError before Python 3.13)
+        why = access_error(name, exc, CheckpointError) if isinstance(exc, OSError) else None
+        reason = why.reason if why else "too many levels of symbolic links (a link that points to itself?)"
+        raise CheckpointError(index_path, f"shard {name!r}: {reason}") from None
+    if not present:
+        raise CheckpointError(index_path, f"names shard {name!r}, which is missing", hint=_missing_hint(directory, [name]))
+    return shard
+
+
+def _shard_inside(directory: Path, name: str, index_path: Path) -> Path:
+    """``directory / name``, refused unless it stays in the folder. In a Hugging Face cache
+    snapshot, files are symlinks into the repo's own ``blobs/``: those are inside too."""
+    shard = directory / name
+    if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":
+        raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+    real = shard.resolve()
+    roots = [directory.resolve()]
+    blobs = snapshot_blobs(directory)
+    if blobs is not None:
+        roots.append(blobs.resolve())
+    if not any(root in real.parents for root in roots):
+        raise CheckpointError(index_path, f"shard {name!r} lies outside the checkpoint folder")
+    return shard
+
+
+def _missing_hint(directory: Path, names: list[str]) -> str | None:
+    """How to fetch files a partial Hugging Face cache snapshot lacks."""
+    repo_id = cached_repo_id(directory)
+    if repo_id is None:
+        return None
+    return f"the cached snapshot is partial; fetch the file with: huggingface-cli download {repo_id} {' '.join(names)}"
 
 
 def _reader(file: Path) -> Reader:
@@ -307,20 +361,24 @@ def _open_gguf(path: Path) -> Checkpoint:
     )
 
 
-def _assemble(path: Path, files: list[Path], directory: Path, index_path: Path | None = None) -> Checkpoint:
+def _assemble(
+    path: Path, files: list[Path], directory: Path, index_path: Path | None = None, opener: Callable[[Path], Reader] | None = None
+) -> Checkpoint:
     readers: dict[Path, Reader] = {}
     try:
-        return _assemble_readers(readers, path, files, directory, index_path)
+        return _assemble_readers(readers, path, files, directory, index_path, opener or _reader)
     except BaseException:
         for reader in readers.values():  # a later file (or the config) is bad: release the files already open
             reader.close()
         raise
 
 
-def _assemble_readers(readers: dict[Path, Reader], path: Path, files: list[Path], directory: Path, index_path: Path | None) -> Checkpoint:
+def _assemble_readers(
+    readers: dict[Path, Reader], path: Path, files: list[Path], directory: Path, index_path: Path | None, opener: Callable[[Path], Reader]
+) -> Checkpoint:
     tensors: dict[str, TensorInfo] = {}
     for file in files:
-        reader = _reader(file)
+        reader = opener(file)
         readers[file] = reader
         for info in reader.tensors:
             if info.name in tensors:

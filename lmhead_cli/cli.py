@@ -14,7 +14,7 @@ from . import __version__
 from .anatomy import HeadAnatomy, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
-from .errors import HiddenStateError, LmheadError, TokenizerError
+from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 
 # Modules only some commands use (hidden-state files, tying, prediction) are imported inside them.
@@ -57,15 +57,26 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 # readable=False: lmhead checks each path itself and says why it cannot read it, in its own format.
 PATH = click.Path(path_type=Path, readable=False)
-ckpt_argument = click.argument("ckpt", metavar="CKPT", type=PATH)
+ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=str, readable=False))  # str: hf://org/name as written
+
+
+fetch_values_option = click.option(
+    "--fetch-values",
+    is_flag=True,
+    help="With hf://: also read the embedding and head values to compare them (says how many bytes first).",
+)
 
 
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
     )
+    command = fetch_values_option(command)
     command = click.option(
-        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit in the local cache."
+        "--remote", is_flag=True, help="CKPT is a repo id to read from the Hugging Face Hub over the network (same as hf://CKPT)."
+    )(command)
+    command = click.option(
+        "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit (in the local cache, or on the hub)."
     )(command)
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
@@ -76,11 +87,47 @@ json_option = click.option("--json", "json_", is_flag=True, help="One JSON objec
 
 
 def _open(
-    ckpt_path: Path, head: str | None, embedding: str | None, revision: str | None, strict: bool = True
-) -> tuple[Checkpoint, HeadAnatomy]:
-    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict)
+    ckpt_path: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    fetch_values: bool,
+    full: bool = False,
+    strict: bool = True,
+) -> tuple[Checkpoint, HeadAnatomy, bool]:
+    """The checkpoint, its anatomy, and whether embedding and head values may be read: always for
+    local files; over hf:// only with --fetch-values, after saying how many bytes that reads."""
+    from . import render
+
+    ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict, remote=remote)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
-    return ckpt, locate_head(ckpt, head=head, embedding=embedding, strict=strict)
+    values = ckpt.remote is None or fetch_values
+    if not values and full:
+        raise CheckpointError(ckpt.path, "--full compares every value, and hf:// reads values only when asked", hint="add --fetch-values")
+    if ckpt.remote is not None and fetch_values:
+        from .tying import value_bytes  # only here: count on a local checkpoint never loads tying
+
+        names = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=False)
+        render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")
+    anatomy = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=values)
+    for warning in _warnings(ckpt, anatomy, values):
+        render.warn(warning)
+    return ckpt, anatomy, values
+
+
+def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]:
+    """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
+    if values:
+        return []
+    from .tying import values_unread
+
+    if not values_unread(ckpt, anatomy):
+        return []
+    return [
+        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
+        "without --fetch-values: counted as untied"
+    ]
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -161,8 +208,10 @@ def cli(debug: bool) -> None:
 
     \b
     CKPT is a Hugging Face model folder (safetensors or PyTorch, single or
-    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, or
-    a repo id (org/name) already in the local Hugging Face cache.
+    sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, a
+    repo id (org/name) already in the local Hugging Face cache, or
+    hf://org/name[@revision] to read a safetensors repo from the hub without
+    downloading its weights (the only way lmhead touches the network).
 
     \b
     Examples:
@@ -180,7 +229,15 @@ def cli(debug: bool) -> None:
 @json_option
 @handle_errors
 def count(
-    ckpt: Path, head: str | None, embedding: str | None, revision: str | None, explain: bool, tokenizer: Path | None, json_: bool
+    ckpt: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    fetch_values: bool,
+    explain: bool,
+    tokenizer: Path | None,
+    json_: bool,
 ) -> None:
     """Count parameters: LM head vs token embedding vs the rest.
 
@@ -195,11 +252,11 @@ def count(
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     vocab = _vocabulary(checkpoint, tokenizer)
     result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
     if json_:
-        emit_json(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain))
+        emit_json(_with_warnings(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain), checkpoint, anatomy, values))
     else:
         emit(census_view(checkpoint, anatomy, result))
         _emit_explain(anatomy, explain)
@@ -213,13 +270,15 @@ def count(
 @json_option
 @handle_errors
 def check_tying(
-    ckpt: Path,
+    ckpt: str,
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     full: bool,
     expect: str | None,
+    fetch_values: bool,
     json_: bool,
 ) -> None:
     """Are the token embedding and the LM head tied, and does the checkpoint agree with itself?
@@ -235,10 +294,10 @@ def check_tying(
     from .render.tying import tying_json, tying_view
     from .tying import diagnose_tying
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
-    report = diagnose_tying(checkpoint, anatomy, full=full)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
+    report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
     if json_:
-        emit_json(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain))
+        emit_json(_with_warnings(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain), checkpoint, anatomy, values))
     else:
         emit(tying_view(checkpoint, report, expect))
         _emit_explain(anatomy, explain)
@@ -266,7 +325,7 @@ def check_tying(
 @json_option
 @handle_errors
 def topk(
-    ckpt: Path,
+    ckpt: str,
     hidden: Path,
     k: int,
     key: str | None,
@@ -282,6 +341,8 @@ def topk(
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
+    fetch_values: bool,
     explain: bool,
     json_: bool,
 ) -> None:
@@ -305,7 +366,7 @@ def topk(
         raise LmheadError("--targets", "give --targets or --text, not both")
     if last_normed and not layers:
         raise LmheadError("--last-normed", "goes with --layers")
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     chosen = select_positions(positions, states.positions)
@@ -326,9 +387,9 @@ def topk(
         limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
     if target_ids is not None:
         check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
-    with render.progress_bar(
-        "projecting", enabled=not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
-    ) as progress:
+    fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
+    wanted = fetched is not None or render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
+    with render.progress_bar("projecting", enabled=not json_ and wanted, fetched=fetched) as progress:
         result = predict(
             checkpoint,
             anatomy,
@@ -343,7 +404,7 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    meta["warnings"] = head_warnings(anatomy) + text_warnings
+    meta["warnings"] = head_warnings(anatomy) + text_warnings + _warnings(checkpoint, anatomy, values)
     if inputs is not None and text_note is not None:
         meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:
@@ -363,13 +424,15 @@ def topk(
 @json_option
 @handle_errors
 def doctor(
-    ckpt: Path,
+    ckpt: str,
     head: str | None,
     embedding: str | None,
     revision: str | None,
+    remote: bool,
     explain: bool,
     tokenizer: Path | None,
     full: bool,
+    fetch_values: bool,
     json_: bool,
 ) -> None:
     """Every check before you ship or load a checkpoint: counts, tying, vocabulary, head.
@@ -385,15 +448,22 @@ def doctor(
     from .render import emit, emit_json
     from .render.doctor import doctor_json, doctor_view
 
-    checkpoint, anatomy = _open(ckpt, head, embedding, revision, strict=False)  # index gaps are problems to report
-    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full)
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full, strict=False)
+    report = run_doctor(checkpoint, anatomy, _vocabulary(checkpoint, tokenizer), full=full, values=values)
     if json_:
-        emit_json(doctor_json(checkpoint, report))
+        emit_json(_with_warnings(doctor_json(checkpoint, report), checkpoint, anatomy, values))
     else:
         emit(doctor_view(checkpoint, report))
         _emit_explain(anatomy, explain)
     if not report.healthy:
         sys.exit(EXIT_PROBLEMS)
+
+
+def _with_warnings(data: dict[str, Any], ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> dict[str, Any]:
+    warnings = _warnings(ckpt, anatomy, values)
+    if warnings:
+        data["warnings"] = data.get("warnings", []) + warnings
+    return data
 
 
 def _with_explain(data: dict[str, Any], anatomy: HeadAnatomy, explain: bool) -> dict[str, Any]:

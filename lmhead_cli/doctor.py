@@ -29,10 +29,11 @@ class DoctorReport:
     notes: list[str] = field(default_factory=list)
 
 
-def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, full: bool = False) -> DoctorReport:
-    """Counts, tying, vocabulary, norm and transforms; every problem found, in one report."""
+def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, full: bool = False, values: bool = True) -> DoctorReport:
+    """Counts, tying, vocabulary, norm and transforms; every problem found, in one report.
+    ``values`` off: tying from config and storage only (a remote checkpoint without --fetch-values)."""
     counts = census(ckpt, anatomy, tokenizer_vocab=vocab.size if vocab else None)
-    tying = diagnose_tying(ckpt, anatomy, full=full)
+    tying = diagnose_tying(ckpt, anatomy, full=full, values=values)
     audit = audit_vocabulary(ckpt, anatomy, vocab)
     problems = _unique([*tying.problems, *audit.problems, *counts.index_findings, *anatomy.problems])
     sizes = {p.message for p in anatomy.problems}  # check-tying shows these as notes; here they are problems

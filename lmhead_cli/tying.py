@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
-from .compare import ValueComparison, compare_transposed, compare_values
+from .compare import COMPARE_CHUNK_BYTES, ValueComparison, compare_transposed, compare_values
 from .formats.base import TensorInfo
 from .problems import Problem, ProblemKind
-from .tie import TieSource
+from .tie import TieSource, values_decide
 
-__all__ = ["TyingReport", "ValueComparison", "compare_values", "diagnose_tying"]
+__all__ = ["TyingReport", "ValueComparison", "compare_values", "diagnose_tying", "value_bytes", "values_unread"]
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,37 @@ class TyingReport:
     notes: list[str] = field(default_factory=list)
 
 
-def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -> TyingReport:
-    """Gather the evidence behind ``anatomy.tied``; ``full`` computes difference statistics."""
+def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, values: bool = True) -> TyingReport:
+    """Gather the evidence behind ``anatomy.tied``; ``full`` computes difference statistics.
+
+    Without ``values`` (hf:// without --fetch-values) only the config and storage
+    evidence is gathered: a stored head's values stay unknown, and a note says so.
+    """
     emb = ckpt.tensors.get(anatomy.embedding) if anatomy.embedding else None
     head = ckpt.tensors.get(anatomy.head) if anatomy.head else None
     relation = _shape_relation(emb, head)
     shares = anatomy.tie.shares_storage
     comparison = None
-    if emb and head and relation in ("same", "slice") and not shares:
+    if values and emb and head and relation == "same" and not shares and anatomy.values_identical is True and not full:
+        comparison = ValueComparison(True, emb.rows, emb.rows, True)  # locate_head compared them already, in full
+    elif values and emb and head and relation in ("same", "slice") and not shares:
         comparison = compare_values(ckpt, emb, head, full=full, rows=min(emb.rows, head.rows))
-    elif emb and head and relation == "transposed":
+    elif values and emb and head and relation == "transposed":
         comparison = compare_transposed(ckpt, emb, head, full=full)
     identical = True if shares else (None if comparison is None else comparison.identical)
     config_present = anatomy.tie.source is not TieSource.NO_CONFIG
     problems, notes = _findings(anatomy, emb, head, relation, identical)
+    verdict = _verdict_line(anatomy.tied, config_present, head, identical, problems)
+    unknown = not values and value_bytes(ckpt, anatomy) > 0
+    if unknown:
+        notes.append(f"values not compared (they are read only with --fetch-values: {value_bytes(ckpt, anatomy):,} bytes)")
+        if values_unread(ckpt, anatomy) and head is not None and emb is not None:
+            verdict = f"untied unless {head.name} equals {emb.name}: values not fetched (--fetch-values)"
+        elif not problems:
+            verdict = f"{'tied' if anatomy.tied else 'untied'} by config; stored values not compared"
     return TyingReport(
         tied=anatomy.tied,
-        verdict=_verdict_line(anatomy.tied, config_present, head, identical, problems),
+        verdict=verdict,
         config_present=config_present,
         config_flag=anatomy.tie.config_flag,
         config_directs=anatomy.tie.config_directs,
@@ -78,6 +92,29 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False) -
         problems=problems,
         notes=notes,
     )
+
+
+def value_bytes(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int:
+    """At most how many bytes a value comparison of the embedding and the head reads from a reader
+    that reads whole rows (the remote one): a transposed head is read once per chunk of columns."""
+    emb = ckpt.tensors.get(anatomy.embedding) if anatomy.embedding else None
+    head = ckpt.tensors.get(anatomy.head) if anatomy.head else None
+    relation = _shape_relation(emb, head)
+    if emb is None or head is None or anatomy.tie.shares_storage or relation not in ("same", "slice", "transposed"):
+        return 0
+    if relation == "transposed":
+        chunks = -(-emb.rows // max(1, COMPARE_CHUNK_BYTES // max(4 * head.rows, 1)))  # as compare_transposed reads
+        return emb.nbytes + chunks * head.nbytes
+    rows = min(emb.rows, head.rows)
+    return sum(info.nbytes * rows // max(info.rows, 1) for info in (emb, head))
+
+
+def values_unread(ckpt: Checkpoint, anatomy: HeadAnatomy) -> bool:
+    """Whether tying hangs on values that were not read: a stored head of the embedding's shape,
+    apart from it, under a config that does not rule tying out (``tie.values_decide``)."""
+    emb = ckpt.tensors.get(anatomy.embedding) if anatomy.embedding else None
+    head = ckpt.tensors.get(anatomy.head) if anatomy.head else None
+    return values_decide(anatomy.tie) and anatomy.values_identical is None and _shape_relation(emb, head) == "same"
 
 
 def _side(info: TensorInfo | None) -> TensorSide | None:

@@ -42,3 +42,40 @@ def run_json(*args: str, exit_code: int = 0) -> dict:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def fake_hub():
+    """A fake Hugging Face Hub on 127.0.0.1 (tests/hubserver.py), stopped after the test."""
+    from hubserver import FakeHub
+
+    with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def hf_home(tmp_path, monkeypatch):
+    """An empty HF_HOME; huggingface_hub online in this process (it reads HF_HUB_OFFLINE at import)."""
+    import huggingface_hub.constants
+
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # never the real hub: a test that forgets the fake one fails here
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.chdir(tmp_path)  # so "org/name" is never a local path
+    return home
+
+
+def without_paths(data):
+    """A command's JSON without the fields that name where files are (they differ by location)."""
+    if isinstance(data, dict):
+        return {k: without_paths(v) for k, v in data.items() if k not in PATH_FIELDS}
+    if isinstance(data, list):
+        return [without_paths(v) for v in data]
+    return data
+
+
+PATH_FIELDS = {"checkpoint", "files", "hidden", "tokenizer_source"}

@@ -318,7 +318,7 @@ def test_json_never_holds_nan_or_infinity(tmp_path):
         (["count"], "CKPT", r"missing argument$"),
         (["topk", "CKPT_DIR"], "HIDDEN", r"missing argument$"),
         (["topk", "CKPT_DIR", "H", "-k", "0"], "-k", r"0 is not in the range x>=1$"),
-        (["count", "CKPT_DIR", "--frobnicate"], "--frobnicate", r"no such option$"),
+        (["count", "CKPT_DIR", "--frobnicate"], "--frobnicate", r"no such option( \(did you mean --\w+\?\))?$"),
         (["check-tying", "CKPT_DIR", "--expect", "maybe"], "--expect", r"'maybe' is not one of 'tied', 'untied'$"),
         (["topk", "CKPT_DIR", "H", "--chunk-rows", "x"], "--chunk-rows", r"'x' is not a valid integer range$"),
         (["topk", "CKPT_DIR", "H", "--targets", "1", "--text", "a"], "--targets", r"give --targets or --text, not both$"),

@@ -57,7 +57,14 @@ def mapped(info: TensorInfo) -> np.ndarray:
 
 
 def small(info: TensorInfo) -> np.ndarray:
-    """A small tensor (scales, maps, states) copied out of the file."""
+    """A small tensor (scales, maps, states) copied out of the file (or fetched, for a file on the hub)."""
+    from ..formats.remote import HubPath, tensor_bytes
+
+    if isinstance(info.file, HubPath):
+        dtype = STORAGE.get(info.dtype)
+        if dtype is None or math.prod(info.shape or (1,)) * dtype.itemsize != info.nbytes:
+            return np.array(mapped(info))  # the same errors as a local file
+        return tensor_bytes(info).view(dtype).reshape(info.shape or (1,))
     return np.array(mapped(info))
 
 

@@ -192,6 +192,10 @@ def warn(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
+def note(message: str) -> None:
+    Console(stderr=True, highlight=False).print(Text(f"note: {message}", style="dim"), soft_wrap=True)
+
+
 PROGRESS_MIN_ELEMENTS = 2**26  # head weights (V·d) below which a projection is too quick to need a bar
 PROGRESS_ENV = "LMHEAD_PROGRESS_MIN_ELEMENTS"  # overrides it (tests show the bar on a tiny head)
 
@@ -206,15 +210,27 @@ def progress_wanted(elements: int) -> bool:
 
 
 @contextmanager
-def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A transient progress bar on stderr when it is a terminal; a no-op otherwise."""
+def progress_bar(description: str, enabled: bool, fetched: Callable[[], int] | None = None) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on stderr when it is a terminal; a no-op otherwise. ``fetched``:
+    bytes read over the network so far, shown beside the bar."""
     console = Console(stderr=True)
     if not enabled or not console.is_terminal or console.is_dumb_terminal:
         yield None
         return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    class Fetched(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{human_bytes(fetched())} fetched" if fetched else "")
+
+    columns: list[ProgressColumn] = [
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    ]
+    if fetched is not None:
+        columns.insert(3, Fetched())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
 

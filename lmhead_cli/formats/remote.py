@@ -1,0 +1,357 @@
+"""safetensors files on the Hugging Face Hub, read with HTTP range requests.
+
+The same reader interface as a local file: ``tensors`` from the header (two ranged
+requests: the 8-byte length, then the JSON), rows by one ranged request per chunk.
+Requests go through huggingface_hub's HTTP session (its headers, its token, its
+proxy settings) to the file's ``resolve`` URL, pinned to one commit; a dropped
+connection or a 5xx/429 answer is retried a few times, then reported in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PosixPath
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import STORAGE, to_float32
+from ..errors import CheckpointError
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
+
+RETRIES = 4  # after the first try
+BACKOFF_S = 0.5  # doubled after each retry, at most MAX_BACKOFF_S
+MAX_BACKOFF_S = 4.0
+TIMEOUT_S = 60.0  # per request, without data
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
+RECENT_READS = 2  # a value comparison reads the same rows of two tensors twice: as bytes, then as numbers
+SUB_BYTE_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+
+class HubPath(PosixPath):
+    """A file (or the repo root) on the hub: ``hf://org/name[@rev]/file``; never opened as a local path."""
+
+    def __str__(self) -> str:
+        return "hf://" + super().__str__()
+
+    def __repr__(self) -> str:
+        return f"HubPath({str(self)!r})"
+
+
+class HubFiles:
+    """Ranged reads of one repo's files at one commit, counting the bytes fetched."""
+
+    def __init__(self, repo_id: str, commit: str, endpoint: str, root: HubPath, library_version: str | None = None):
+        from huggingface_hub.utils import build_hf_headers
+
+        self.repo_id = repo_id
+        self.commit = commit
+        self.endpoint = endpoint
+        self.root = root
+        self.headers = build_hf_headers(library_name="lmhead", library_version=library_version)
+        self.headers["Accept-Encoding"] = "identity"  # byte ranges of the stored file, never of a compressed one
+        self.bytes_fetched = 0
+        self.requests = 0
+
+    def fetched(self) -> int:
+        return self.bytes_fetched
+
+    def url(self, filename: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo_id, filename, revision=self.commit, endpoint=self.endpoint)
+
+    def fetch(self, path: Path, offset: int, nbytes: int) -> tuple[np.ndarray, int]:
+        """``nbytes`` at ``offset`` of the file, as uint8, and the file's size; retried, then one clear error."""
+        delay = BACKOFF_S
+        failure = ""
+        for attempt in range(RETRIES + 1):
+            if attempt:
+                time.sleep(delay)
+                delay = min(2 * delay, MAX_BACKOFF_S)
+            try:
+                return self._fetch_once(path, offset, nbytes)
+            except _Retry as exc:
+                failure = str(exc)
+        raise CheckpointError(
+            path,
+            f"reading bytes {offset:,}–{offset + nbytes - 1:,} failed after {RETRIES + 1} tries: {failure}",
+            hint="check the network (and HF_ENDPOINT), then run the command again",
+        )
+
+    def _fetch_once(self, path: Path, offset: int, nbytes: int) -> tuple[np.ndarray, int]:
+        import httpx2
+        from huggingface_hub.utils import get_session
+
+        headers = {**self.headers, "Range": f"bytes={offset}-{offset + nbytes - 1}"}
+        buf = np.empty(nbytes, dtype=np.uint8)
+        view = buf.data
+        got = 0
+        self.requests += 1
+        try:
+            with get_session().stream("GET", self.url(path.name), headers=headers, timeout=TIMEOUT_S, follow_redirects=True) as response:
+                if response.status_code in RETRY_STATUSES:
+                    raise _Retry(f"the server answered {response.status_code}")
+                if response.status_code != 206:
+                    response.read()
+                    raise_for_hub_status(response, path, self.endpoint, self.repo_id)
+                    raise CheckpointError(
+                        path,
+                        f"the server answered {response.status_code} instead of the {nbytes:,} bytes asked for (it ignores range requests)",
+                    )
+                size = _check_content_range(response.headers.get("Content-Range"), offset, nbytes, path)
+                for piece in response.iter_raw():
+                    take = min(len(piece), nbytes - got)
+                    view[got : got + take] = piece[:take]
+                    got += take
+                    self.bytes_fetched += take
+                    if got == nbytes:
+                        break  # a server answering more than asked: the rest is not read
+        except httpx2.TransportError as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc or 'connection lost'} after {got:,} of {nbytes:,} bytes") from exc
+        if got < nbytes:
+            raise _Retry(f"the connection ended after {got:,} of {nbytes:,} bytes")
+        return buf, size
+
+
+class _Retry(Exception):
+    """A failure worth another try: a dropped connection, a short body, a 5xx or 429."""
+
+
+def _check_content_range(header: str | None, offset: int, nbytes: int, path: Path) -> int:
+    """The file size from ``bytes a-b/size``; refused unless the answer starts where asked and covers the range."""
+    try:
+        unit, _, rest = (header or "").partition(" ")
+        span, _, size = rest.partition("/")
+        first, _, last = span.partition("-")
+        start, end, total = int(first), int(last), int(size)
+    except ValueError:
+        raise CheckpointError(path, f"the server answered a range without a valid Content-Range ({header!r})") from None
+    if unit == "bytes" and start == offset and total < offset + nbytes:
+        raise CheckpointError(path, f"the file has {total:,} bytes, but bytes up to {offset + nbytes:,} were needed (truncated?)")
+    if unit != "bytes" or start != offset or end < offset + nbytes - 1:
+        raise CheckpointError(path, f"asked for bytes {offset}–{offset + nbytes - 1}, the server sent {header!r}")
+    return total
+
+
+def raise_for_hub_status(response: Any, path: Path | str, endpoint: str, repo_id: str) -> None:
+    """huggingface_hub's reading of an error answer, turned into lmhead's one line (never the token)."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import hf_raise_for_status
+
+    try:
+        hf_raise_for_status(response)
+    except HfHubHTTPError as exc:
+        raise hub_error(exc, path, endpoint, repo_id) from None
+
+
+def hub_errors() -> tuple[type[Exception], ...]:
+    """What a request through huggingface_hub raises when the hub, the network or the cache says no."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+
+    return (HfHubHTTPError, OfflineModeIsEnabled, HFValidationError, httpx2.HTTPError, OSError)
+
+
+def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> CheckpointError:
+    """One line for each way the hub says no: gated, private or missing, no such revision or file, down."""
+    import httpx2
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    authenticated = get_token() is not None
+    login = "run `huggingface-cli login` (or `hf auth login`), or set HF_TOKEN to an access token"
+    if isinstance(exc, GatedRepoError):
+        reason = f"{repo_id} is a gated repo: " + (
+            "the token in use has not been granted access" if authenticated else "reading its files needs an authenticated account"
+        )
+        return CheckpointError(path, reason, hint=f"accept its conditions at {endpoint}/{repo_id}, then {login}")
+    if isinstance(exc, RevisionNotFoundError):
+        return CheckpointError(path, f"the repo has no such revision (branch, tag or commit) on {endpoint}")
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return CheckpointError(path, f"the repo has no such file on {endpoint}")
+    if isinstance(exc, RepositoryNotFoundError):
+        reason = f"no repo {repo_id} on {endpoint}, or it is private" + (" and the token in use cannot read it" if authenticated else "")
+        return CheckpointError(path, reason, hint=f"check the name; for a private repo, {login}")
+    if isinstance(exc, OfflineModeIsEnabled):
+        return CheckpointError(path, "HF_HUB_OFFLINE is set, and reading a repo from the hub needs the network")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "an error"
+        if status in (401, 403):
+            return CheckpointError(path, f"the hub refused access ({status}): the repo may be private or gated", hint=login)
+        if status == 404:
+            return CheckpointError(path, "the hub answered 404: no such file at this revision")
+        return CheckpointError(path, f"the hub answered {status}", hint="the hub may be down; try again later")
+    if isinstance(exc, httpx2.HTTPError):
+        return CheckpointError(path, f"cannot reach {endpoint}: {type(exc).__name__}: {exc}", hint="check the network and HF_ENDPOINT")
+    if isinstance(exc, OSError):
+        reason = f"cannot store it in the Hugging Face cache: {exc.strerror or exc}"
+        return CheckpointError(path, reason, hint="check HF_HOME / HF_HUB_CACHE")
+    return CheckpointError(path, f"{type(exc).__name__}: {exc}")
+
+
+_OPEN: weakref.WeakValueDictionary[Path, RemoteSafetensors] = weakref.WeakValueDictionary()  # for ``tensor_bytes``
+
+
+def tensor_bytes(info: TensorInfo) -> U8Array:
+    """A whole (small) tensor's stored bytes from the hub file it lives in: one ranged request."""
+    reader = _OPEN.get(info.file)
+    if reader is None or info.offset is None:
+        raise CheckpointError(info.file, f"{info.name}: its file is not open")
+    if info.nbytes == 0:
+        return np.empty(0, np.uint8)
+    return reader._files.fetch(info.file, info.offset, info.nbytes)[0]
+
+
+class RemoteSafetensors:
+    """One ``.safetensors`` file on the hub: the header read at open, rows on demand (``base.Reader``)."""
+
+    def __init__(self, path: HubPath, files: HubFiles):
+        self._path = path
+        self._files = files
+        self._recent: dict[tuple[int, int, int], U8Array] = {}  # the last reads: bytes compared first, then widened
+        self._metadata, self._tensors = self._read_header()
+        _OPEN[path] = self
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def format(self) -> Format:
+        return Format.SAFETENSORS
+
+    @property
+    def tensors(self) -> list[TensorInfo]:
+        return self._tensors
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
+
+    def _read_header(self) -> tuple[dict[str, str], list[TensorInfo]]:
+        prefix, size = self._files.fetch(self.path, 0, 8)
+        length = int.from_bytes(prefix.tobytes(), "little")
+        if length > MAX_HEADER_BYTES:
+            reason = f"header length {length:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit; not a safetensors file?"
+            raise CheckpointError(self.path, reason)
+        if 8 + length > size:
+            raise CheckpointError(self.path, f"header length {length:,} runs past the end of the {size:,}-byte file (truncated?)")
+        raw, _ = self._files.fetch(self.path, 8, length)
+        try:
+            header = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise CheckpointError(self.path, f"not a valid safetensors file: the header is not JSON ({exc})") from None
+        return parse_header(self.path, header, 8 + length, size)
+
+    def _numpy_dtype(self, info: TensorInfo) -> np.dtype:
+        from .safetensors import NUMPY_DTYPES
+
+        dtype = NUMPY_DTYPES.get(info.dtype)
+        if dtype is None:
+            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
+        return dtype
+
+    def _stored(self, info: TensorInfo, start: int, stop: int) -> U8Array:
+        """Rows ``start:stop`` as stored bytes, (stop - start, row_bytes): one ranged request."""
+        row_bytes = self._row_bytes(info)
+        assert info.offset is not None  # safetensors data always has a place
+        key = (info.offset, start, stop)
+        buf = self._recent.get(key)
+        if buf is None:
+            nbytes = (stop - start) * row_bytes
+            buf = self._files.fetch(self.path, info.offset + start * row_bytes, nbytes)[0] if nbytes else np.empty(0, np.uint8)
+            self._recent = {**dict(list(self._recent.items())[-(RECENT_READS - 1) :]), key: buf}
+        return buf.reshape(stop - start, row_bytes)
+
+    def _row_bytes(self, info: TensorInfo) -> int:
+        from .safetensors import NUMPY_DTYPES
+
+        dtype = NUMPY_DTYPES.get(info.dtype)
+        if dtype is not None:
+            return math.prod(info.shape[1:]) * dtype.itemsize
+        if info.rows and info.nbytes % info.rows == 0:  # packed sub-byte types: whole bytes per row, or none
+            return info.nbytes // info.rows
+        raise CheckpointError(self.path, f"{info.name}: rows of {info.dtype} do not fill whole bytes")
+
+    def _typed(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        from .safetensors import FLOAT_DTYPES
+
+        if info.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
+        return self._stored(info, start, stop).view(self._numpy_dtype(info)).reshape((stop - start, *info.shape[1:]))
+
+    @contextmanager
+    def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        yield self._stored(info, start, stop)
+
+    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        rows = self._typed(info, start, stop)
+        return to_float32(rows, info.dtype) if info.dtype in STORAGE else rows.astype(np.float32)  # bf16/fp8: raw bits
+
+    def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
+        rows = self._typed(info, start, stop)
+        return (to_float32(rows, info.dtype) if info.dtype in STORAGE else rows).astype(np.float64)
+
+    def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+        """Columns of a 2-D tensor: over HTTP every row is read (in chunks), as for a format that stores rows."""
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name} has shape {list(info.shape)}; columns need a 2-D tensor")
+        return columns_from_rows(self.read_rows, info, start, stop)
+
+    def close(self) -> None:
+        self._recent = {}
+
+
+def parse_header(path: Path, header: Any, data_start: int, size: int) -> tuple[dict[str, str], list[TensorInfo]]:
+    """The checks the safetensors library makes on a header, for one we hold only as JSON:
+    known dtypes, byte lengths matching shape × dtype, data packed in order and ending with the file."""
+    from .safetensors import NUMPY_DTYPES
+
+    def bad(reason: str) -> CheckpointError:
+        return CheckpointError(path, f"not a valid safetensors file: {reason}")
+
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    tensors = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"entry {name!r} is not {{dtype, shape, data_offsets}}")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in NUMPY_DTYPES:
+            raise bad(f"{name!r} has unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            raise bad(f"{name!r} has an invalid shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets) and 0 <= offsets[0] <= offsets[1]):
+            raise bad(f"{name!r} has invalid data_offsets {offsets!r}")
+        dt = NUMPY_DTYPES[dtype]
+        bits = SUB_BYTE_BITS.get(dtype) or 8 * (dt.itemsize if dt is not None else 1)
+        expected = math.prod(shape) * bits / 8
+        if offsets[1] - offsets[0] != expected:
+            raise bad(f"{name!r} holds {offsets[1] - offsets[0]:,} bytes, but {dtype} {shape} needs {expected:,.0f}")
+        nbytes = offsets[1] - offsets[0]
+        tensors.append(TensorInfo(name=name, shape=tuple(shape), dtype=dtype, nbytes=nbytes, file=path, offset=data_start + offsets[0]))
+    tensors.sort(key=lambda t: t.offset or 0)
+    end = data_start
+    for info in tensors:
+        if info.offset != end:
+            raise bad(f"{info.name!r} starts at byte {info.offset:,}, expected {end:,} (gaps or overlaps between tensors)")
+        end += info.nbytes
+    if end != size:
+        more = f"{size - end:,} unexpected bytes after the last tensor's data" if end < size else f"tensor data runs to byte {end:,}"
+        raise bad(f"{more}, and the file has {size:,} bytes")
+    return metadata, tensors

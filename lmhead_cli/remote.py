@@ -1,0 +1,105 @@
+"""``hf://org/name[@revision]``: a checkpoint on the Hugging Face Hub, read without downloading its weights.
+
+One request resolves the revision to a commit and lists the repo's files; every
+later read is pinned to that commit. ``config.json``, the shard index and
+``tokenizer.json`` come through ``huggingface_hub.hf_hub_download``, so they land
+in the local cache as huggingface_hub caches them; safetensors headers and rows
+are read with ranged requests (``formats/remote.py``). Only safetensors repos
+can be read this way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from .checkpoint import INDEX_SUFFIX, Checkpoint, _assemble, _open_index
+from .errors import CheckpointError
+from .formats.remote import TIMEOUT_S, HubFiles, HubPath, RemoteSafetensors, hub_error, hub_errors
+from .hub import HubTarget, cache_dir
+
+__all__ = ["open_remote"]
+
+JSON_FILES = ("config.json", "tokenizer.json", "quantize_config.json")  # what a local folder would supply beside the weights
+
+
+def open_remote(target: HubTarget) -> Checkpoint:
+    commit, names = _resolve(target)
+    root = HubPath(target.repo_id + (f"@{quote(target.revision, safe='')}" if target.revision else ""))
+    from . import __version__
+
+    files = HubFiles(target.repo_id, commit, target.endpoint, root, library_version=__version__)
+    snapshot = cache_dir() / f"models--{target.repo_id.replace('/', '--')}" / "snapshots" / commit
+    for name in JSON_FILES:
+        if name in names:
+            _download(target, commit, name)
+
+    def opener(path: Path) -> RemoteSafetensors:
+        assert isinstance(path, HubPath)
+        return RemoteSafetensors(path, files)
+
+    def locate(name: str) -> Path:
+        if name not in names:
+            raise CheckpointError(root / index, f"names shard {name!r}, which the repo does not have")
+        return root / name
+
+    indexes = sorted(n for n in names if n.endswith(INDEX_SUFFIX) and "/" not in n)
+    preferred = "model" + INDEX_SUFFIX
+    if preferred in indexes or len(indexes) == 1:
+        index = preferred if preferred in indexes else indexes[0]
+        local_index = _download(target, commit, index)
+        ckpt = _open_index(local_index, snapshot, shown=root, locate=locate, opener=opener)
+    elif "model.safetensors" in names:
+        ckpt = _assemble(root, [root / "model.safetensors"], snapshot, opener=opener)
+    elif top := sorted(n for n in names if n.endswith(".safetensors") and "/" not in n):
+        ckpt = _assemble(root, [root / n for n in top], snapshot, opener=opener)
+    elif len(indexes) > 1:
+        raise CheckpointError(target.shown, f"several index files ({', '.join(indexes)}); lmhead cannot tell which to read")
+    else:
+        others = sorted(n for n in names if n.endswith((".gguf", ".bin", ".pt", ".pth")))
+        has = f"; it has {', '.join(others[:3])}" + (" ..." if len(others) > 3 else "") if others else ""
+        raise CheckpointError(
+            target.shown,
+            f"no safetensors weights in the repo{has}; hf:// reads safetensors files only",
+            hint=f"download the weights (huggingface-cli download {target.repo_id}) and run lmhead on {target.repo_id}",
+        )
+    ckpt.remote = files
+    return ckpt
+
+
+def _resolve(target: HubTarget) -> tuple[str, set[str]]:
+    """The commit the revision names, and the repo's file names (one request)."""
+    from huggingface_hub import HfApi
+
+    from . import __version__
+
+    api = HfApi(endpoint=target.endpoint, library_name="lmhead", library_version=__version__)
+    try:
+        info = api.model_info(target.repo_id, revision=target.revision, timeout=TIMEOUT_S)
+    except hub_errors() as exc:  # one line for each; the token is never shown
+        raise hub_error(exc, target.shown, target.endpoint, target.repo_id) from None
+    if not info.sha:
+        raise CheckpointError(target.shown, f"{target.endpoint} did not say which commit the revision is")
+    return info.sha, {s.rfilename for s in info.siblings or []}
+
+
+def _download(target: HubTarget, commit: str, name: str) -> Path:
+    """A small file through huggingface_hub, into the local cache (a cached copy is used without a request)."""
+    from huggingface_hub import hf_hub_download
+
+    from . import __version__
+
+    try:
+        return Path(
+            hf_hub_download(
+                target.repo_id,
+                name,
+                revision=commit,
+                cache_dir=cache_dir(),
+                endpoint=target.endpoint,
+                library_name="lmhead",
+                library_version=__version__,
+            )
+        )
+    except hub_errors() as exc:
+        raise hub_error(exc, f"{target.shown}/{name}", target.endpoint, target.repo_id) from None

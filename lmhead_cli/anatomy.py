@@ -21,10 +21,10 @@ from .conventions import (
     EMBEDDING_PATTERNS,
     EPS_KEYS,
     HEAD_PATTERNS,
-    LAYERNORM,
     NORM_PATTERNS,
-    RMSNORM,
     Convention,
+    NormKind,
+    TransformKind,
 )
 from .errors import AnatomyError, LmheadError
 from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
@@ -32,14 +32,31 @@ from .problems import Problem, ProblemKind
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
 
-__all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "locate_head"]
+__all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "Overrides", "locate_head"]
 
 HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim", "model_dim")
 
 
 @dataclass(frozen=True)
+class Overrides:
+    """What the user set on the command line in place of the table (--norm, --eps, --logit-scale, --softcap)."""
+
+    norm: NormKind | None = None
+    eps: float | None = None
+    logit_scale: float | None = None  # multiply the logits; replaces the table's multiply / divide
+    softcap: float | None = None  # c · tanh(x / c); 0 turns the table's softcap off
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in (("norm", self.norm), ("eps", self.eps), ("logit_scale", self.logit_scale), ("softcap", self.softcap))
+            if v is not None
+        }
+
+
+@dataclass(frozen=True)
 class FinalNorm:
-    kind: str  # conventions.LAYERNORM / RMSNORM / GEMMA_RMSNORM
+    kind: NormKind
     eps: float
     weight: str | None  # tensor names; None when the norm has no such parameter
     bias: str | None
@@ -48,7 +65,7 @@ class FinalNorm:
 
 @dataclass(frozen=True)
 class LogitTransform:
-    kind: str  # "softcap" | "scale" | "divide"
+    kind: TransformKind
     value: float
     source: str
 
@@ -78,6 +95,9 @@ class HeadAnatomy:
     tie_problems: tuple[Problem, ...] = ()  # tie flags that disagree (wrapped models)
     wrapper: str | None = None  # model_type of a vision-language wrapper around the language model
     head_candidates: tuple[str, ...] = ()  # other tensors shaped like a head (MTP, Medusa, per-codebook)
+    guesses: tuple[str, ...] = ()  # what was assumed rather than read from the table, the config or the user
+    verified: bool = False  # the architecture is in the table (checked against transformers by its fixtures)
+    overrides: dict[str, Any] = field(default_factory=dict)  # the user's --norm / --eps / --logit-scale / --softcap
 
     @property
     def head_matrix(self) -> str:
@@ -102,9 +122,14 @@ def architecture_of(config: dict[str, Any] | None) -> str | None:
 
 
 def locate_head(
-    ckpt: Checkpoint, head: str | None = None, embedding: str | None = None, strict: bool = True, values: bool = True
+    ckpt: Checkpoint,
+    head: str | None = None,
+    embedding: str | None = None,
+    strict: bool = True,
+    values: bool = True,
+    overrides: Overrides | None = None,
 ) -> HeadAnatomy:
-    """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name.
+    """Identify the head's parts in ``ckpt``; ``head``/``embedding`` override by name, ``overrides`` the math.
 
     A norm epsilon or logit transform the math cannot use (NaN, infinite, negative) is bad input
     (``AnatomyError`` naming the config), or with ``strict`` off one of the anatomy's ``problems``,
@@ -114,6 +139,7 @@ def locate_head(
     with the embedding, so where that would decide tying it counts as not equal
     (``loads_tied``'s reading of an unknown), and the caller must say so.
     """
+    overrides = overrides or Overrides()
     gguf = ckpt.format is Format.GGUF
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
     lm = None if gguf else language_config(config)
@@ -186,7 +212,7 @@ def locate_head(
         if gguf
         else _size_problems(settings, vocab, hidden, matrix)
     )
-    transforms = _transforms(settings, conv, explain, where, bad)
+    transforms = _transforms(settings, conv, explain, where, bad, zero_is_off=gguf)
     if bad and strict:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise AnatomyError(ckpt.config_path or ckpt.path, bad[0] + more)  # name the file the setting came from
@@ -195,6 +221,18 @@ def locate_head(
         for t in transforms:
             explain[f"transform:{t.kind}"] = f"{t.source}, but {nest.wrapper_type}'s head does not apply it"
         transforms = ()
+    pre_head = tuple(t for t in transforms if t.kind.before_head)
+    transforms = tuple(t for t in transforms if not t.kind.before_head)
+    norm = _override_norm(ckpt, norm, overrides, hidden, explain)
+    transforms = _override_transforms(transforms, overrides, explain)
+    guesses = () if conv or gguf else _guesses(arch, norm, overrides)
+    if overrides.as_dict():
+        explain["overrides"] = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.as_dict().items())
+    scale = hidden**-0.5 if rescale else None
+    for t in pre_head:
+        scale = (scale or 1.0) * (
+            t.value / hidden if t.kind == TransformKind.PRE_WIDTH_RATIO else 1 / t.value if t.kind == TransformKind.PRE_DIVIDE else t.value
+        )
     return HeadAnatomy(
         architecture=arch,
         convention=conv.family if conv else "name patterns",
@@ -207,18 +245,80 @@ def locate_head(
         tie_reason=tie_reason,
         vocab_size=vocab,
         hidden_size=hidden,
-        pre_head_scale=hidden**-0.5 if rescale else None,
+        pre_head_scale=scale,
         projection=projection,
         transforms=transforms,
         aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
         other_prefixes=conv.other_prefixes if conv else (),
-        buffers=tuple(n for n in names if any(re.search(p, n) for p in BUFFER_PATTERNS)),
+        buffers=tuple(n for n in names if any(re.search(p, n) for p in (*BUFFER_PATTERNS, *(conv.buffers if conv else ())))),
         explain=explain,
         values_identical=identical,
         problems=problems,
         tie_problems=tie_problems,
         wrapper=nest.wrapper_type if nest else None,
         head_candidates=_head_candidates(names, (vocab, hidden), {emb, head_name, *(conv.aliases if conv else ())}),
+        guesses=guesses,
+        verified=conv is not None,
+        overrides=overrides.as_dict(),
+    )
+
+
+def _override_norm(ckpt: Checkpoint, norm: FinalNorm | None, o: Overrides, hidden: int, explain: dict[str, str]) -> FinalNorm | None:
+    """The located norm with the user's --norm kind and --eps; --norm none drops it."""
+    if o.norm is NormKind.NONE:
+        explain["final_norm"] = "none (--norm none)"
+        return None
+    if o.norm is None and o.eps is None:
+        return norm
+    if norm is None:
+        if o.norm is None:
+            return None  # --eps alone, and no norm to apply it to
+        weight = _last_norm_weight(ckpt.tensors, hidden)
+        if weight is None and o.norm.weighted:
+            raise AnatomyError(ckpt.path, f"--norm {o.norm}: no final-norm weight found", hint="check the tensor list with --explain")
+        bias = weight[: -len(".weight")] + ".bias" if weight else None
+        norm = FinalNorm(NormKind(o.norm), 1e-5, weight, bias if bias in ckpt.tensors else None, "default 1e-05 (no eps known)")
+        explain["final_norm"] = f"{weight}: name pattern (--norm {o.norm})"
+    kind, eps, source = norm.kind, norm.eps, norm.eps_source
+    if o.norm is not None:
+        kind = o.norm
+        explain["norm_kind"] = f"{kind}: --norm"
+    if o.eps is not None:
+        eps, source = o.eps, f"--eps {o.eps:g}"
+        explain["eps"] = source
+    bias = norm.bias if kind.centred else None
+    return FinalNorm(kind=kind, eps=eps, weight=norm.weight, bias=bias, eps_source=source)
+
+
+def _override_transforms(transforms: tuple[LogitTransform, ...], o: Overrides, explain: dict[str, str]) -> tuple[LogitTransform, ...]:
+    out = list(transforms)
+    if o.logit_scale is not None:
+        out = [t for t in out if t.kind not in (TransformKind.MULTIPLY, TransformKind.DIVIDE)]
+        if o.logit_scale != 1.0:
+            out.append(LogitTransform(TransformKind.MULTIPLY, o.logit_scale, f"--logit-scale {o.logit_scale:g}"))
+        explain["transform:multiply"] = f"--logit-scale {o.logit_scale:g}"
+    if o.softcap is not None:
+        out = [t for t in out if t.kind != TransformKind.SOFTCAP]
+        if o.softcap != 0:
+            out.insert(0, LogitTransform(TransformKind.SOFTCAP, o.softcap, f"--softcap {o.softcap:g}"))
+        explain["transform:softcap"] = f"--softcap {o.softcap:g}" + (" (off)" if o.softcap == 0 else "")
+    return tuple(out)
+
+
+def _guesses(arch: str | None, norm: FinalNorm | None, o: Overrides) -> tuple[str, ...]:
+    """One line naming what was assumed for an architecture outside the table, and how to set it."""
+    guessed = []
+    if o.norm is None:
+        guessed.append(f"final norm {norm.kind}" if norm else "no final norm")
+    if norm is not None and o.eps is None and o.norm is None and not norm.eps_source.startswith("config"):
+        guessed.append(f"eps {norm.eps:g}")
+    if o.logit_scale is None and o.softcap is None:
+        guessed.append("no logit transforms")
+    if not guessed:
+        return ()
+    return (
+        f"architecture {arch or 'unknown'} is not in lmhead's table: guessed {', '.join(guessed)}; "
+        "if wrong, set --norm, --eps, --logit-scale or --softcap",
     )
 
 
@@ -383,6 +483,9 @@ def _final_norm(
     names = ckpt.tensors
     config = config or {}
     weight = bias = None
+    if conv and not conv.final_norm:
+        explain["final_norm"] = f"none ({conv.family}'s last block feeds the head)"
+        return None
     if conv:
         for module in conv.final_norm:
             if module + ".weight" in names or module + ".bias" in names:
@@ -404,7 +507,7 @@ def _final_norm(
             return None
         bias_name = weight[: -len(".weight")] + ".bias"
         bias = bias_name if bias_name in names else None
-        kind = LAYERNORM if bias else RMSNORM
+        kind = NormKind.LAYERNORM if bias else NormKind.RMSNORM
         explain["final_norm"] = f"{weight}: name pattern; {kind} guessed from {'a bias' if bias else 'no bias'}"
         eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None, where, bad)
     explain["eps"] = eps_source
@@ -447,9 +550,10 @@ def _bad_transform(kind: str, value: float) -> str | None:
     if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
         return "must be finite"
     if value < 0:
-        return "must be positive" + (" (a negative scale would reverse the ranking)" if kind != "softcap" else "")
+        return "must be positive" + (" (a negative scale would reverse the ranking)" if kind != TransformKind.SOFTCAP else "")
     if value < FLOAT32_TINY:
-        return f"is too small to {'divide by' if kind != 'scale' else 'scale by'} in float32"
+        multiplies = kind in (TransformKind.MULTIPLY, TransformKind.PRE_MULTIPLY, TransformKind.PRE_WIDTH_RATIO)
+        return f"is too small to {'scale by' if multiplies else 'divide by'} in float32"
     return None
 
 
@@ -482,8 +586,17 @@ def _shown(value: Any) -> str:
 
 
 def _transforms(
-    config: dict[str, Any] | None, conv: Convention | None, explain: dict[str, str], where: str = "config", bad: list[str] | None = None
+    config: dict[str, Any] | None,
+    conv: Convention | None,
+    explain: dict[str, str],
+    where: str = "config",
+    bad: list[str] | None = None,
+    zero_is_off: bool = False,
 ) -> tuple[LogitTransform, ...]:
+    """The architecture's logit transforms with their values; 0 means "off" only where llama.cpp reads it so (GGUF).
+
+    transformers applies a config's value whenever it is not None, so a 0 there is unusable (a division by 0, or every
+    logit multiplied to 0): bad input, never silently dropped."""
     out: list[LogitTransform] = []
     if conv is None:
         return ()
@@ -492,13 +605,13 @@ def _transforms(
         value = _number(raw)
         if value is None:
             continue
-        if t.kind == "scale" and value == 1.0 or t.kind == "divide" and value == 1.0:
+        if t.kind != TransformKind.SOFTCAP and value == 1.0:
             continue
-        if value == 0:  # llama.cpp reads 0 as "off"; capping or dividing by 0 is undefined
+        if value == 0 and zero_is_off:  # llama.cpp reads 0 as "off"
             continue
         why = _bad_transform(t.kind, value)
         if why is not None:
-            problem = f"{where} {t.key}={_shown(raw)} is not a valid {t.kind} ({why})"
+            problem = f"{where} {t.key}={_shown(raw)} is not a valid {t.kind.noun} ({why})"
             if bad is None:
                 raise AnatomyError(None, problem)
             bad.append(problem)

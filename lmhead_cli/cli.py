@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 import click
 
 from . import __version__
-from .anatomy import HeadAnatomy, locate_head
+from .anatomy import HeadAnatomy, Overrides, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
+from .conventions import NormKind
 from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 
@@ -67,6 +69,32 @@ fetch_values_option = click.option(
 )
 
 
+OVERRIDE_OPTIONS = (
+    (
+        "--norm",
+        click.Choice(["layernorm", "rmsnorm", "rmsnorm-1p", "layernorm-1p", "none"]),
+        "Final norm kind, in place of the architecture table's (rmsnorm-1p: x·(1+w)).",
+    ),
+    ("--eps", float, "Final norm epsilon, in place of the config's."),
+    ("--logit-scale", float, "Multiply the logits by this, in place of the table's scale or divisor."),
+    ("--softcap", float, "Soft-cap the logits at this (c·tanh(x/c)); 0 turns the table's softcap off."),
+)
+
+
+def _remember_override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if isinstance(value, float) and not (math.isfinite(value) and (value > 0 if param.name == "logit_scale" else value >= 0)):
+        raise click.BadParameter(f"{value} is not usable: it must be finite and {'> 0' if param.name == 'logit_scale' else '≥ 0'}")
+    if value is not None:
+        ctx.meta.setdefault("lmhead.overrides", {})[param.name] = value
+
+
+def _overrides() -> Overrides:
+    given = dict(click.get_current_context().meta.get("lmhead.overrides", {}))
+    if "norm" in given:
+        given["norm"] = NormKind(given["norm"])
+    return Overrides(**given)
+
+
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
@@ -78,6 +106,8 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit (in the local cache, or on the hub)."
     )(command)
+    for flag, kind, helptext in OVERRIDE_OPTIONS:
+        command = click.option(flag, type=kind, expose_value=False, callback=_remember_override, help=helptext)(command)
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
     return command
@@ -105,12 +135,13 @@ def _open(
     values = ckpt.remote is None or fetch_values
     if not values and full:
         raise CheckpointError(ckpt.path, "--full compares every value, and hf:// reads values only when asked", hint="add --fetch-values")
+    overrides = _overrides()
     if ckpt.remote is not None and fetch_values:
         from .tying import value_bytes  # only here: count on a local checkpoint never loads tying
 
-        names = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=False)
+        names = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=False, overrides=overrides)
         render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")
-    anatomy = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=values)
+    anatomy = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=values, overrides=overrides)
     for warning in _warnings(ckpt, anatomy, values):
         render.warn(warning)
     return ckpt, anatomy, values
@@ -358,6 +389,7 @@ def topk(
       lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden_layers.npy --layers
     """
     from . import render
+    from .head import norm_weight_warnings
     from .hidden import load_hidden
     from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
@@ -404,7 +436,13 @@ def topk(
             progress=progress,
         )
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    meta["warnings"] = head_warnings(anatomy) + text_warnings + _warnings(checkpoint, anatomy, values)
+    # over hf:// the weight would be fetched twice (it is read again for the norm): local checkpoints only
+    check_weight = not no_norm and checkpoint.remote is None
+    guessed = [*anatomy.guesses, *(norm_weight_warnings(checkpoint, anatomy) if check_weight else [])]
+    for line in guessed:
+        render.warn(line)
+    meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings, *_warnings(checkpoint, anatomy, values)]
+    meta["overrides"] = anatomy.overrides
     if inputs is not None and text_note is not None:
         meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
     if json_:

@@ -1,26 +1,81 @@
 """Architecture conventions: the one table of who-is-who in each model family.
 
-Names, norm kinds, epsilon keys and defaults, tying defaults and logit
-transforms, as transformers' modeling and configuration code defines them
-(checked against the reference fixtures in ``tests/fixtures/reference``).
-Names are relative to the language model's root, exactly as
-``save_pretrained`` writes them for the ``*ForCausalLM`` class.
+Names, norm kinds, epsilon keys and defaults, tying defaults, logit transforms
+and stored buffers. Most entries are generated from transformers itself into
+``families.py`` (by ``tests/fixtures/make_families.py``, each checked by a
+fixture in ``tests/fixtures/families``); the entries written here by hand cover
+what the generator cannot build or see (T5's decoder side, the text halves of
+vision-language models, OPT-350m's projection, GGUF), checked against the
+fixtures in ``tests/fixtures/reference``. Names are relative to the language
+model's root, exactly as ``save_pretrained`` writes them for the class the
+causal-LM auto mapping names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
 
-LAYERNORM = "layernorm"  # (x - mean) / sqrt(var + eps) · w + b  (w, b optional)
-RMSNORM = "rmsnorm"  # x / sqrt(mean(x²) + eps) · w
-GEMMA_RMSNORM = "gemma_rmsnorm"  # x / sqrt(mean(x²) + eps) · (1 + w)
+from .families import FAMILIES
+
+
+class NormKind(StrEnum):
+    """What the final norm computes, over the last axis of h."""
+
+    LAYERNORM = "layernorm"  # (h - mean) / sqrt(var + eps) · w + b  (w, b as stored)
+    RMSNORM = "rmsnorm"  # h / sqrt(mean(h²) + eps) · w
+    RMSNORM_1P = "rmsnorm-1p"  # h / sqrt(mean(h²) + eps) · (1 + w): Gemma, Qwen3-Next, VaultGemma (w sits near 0)
+    LAYERNORM_1P = "layernorm-1p"  # LayerNorm with (1 + w), with bias: Nemotron's LayerNorm1P
+    LAYERNORM_UNWEIGHTED = "layernorm-unweighted"  # no learned weight or bias (OLMo)
+    RMSNORM_UNWEIGHTED = "rmsnorm-unweighted"  # no learned weight (nanochat)
+    NONE = "none"  # the last block's output feeds the head (GPT-1, post-LN decoders)
+
+    @property
+    def weighted(self) -> bool:
+        return self in (NormKind.LAYERNORM, NormKind.RMSNORM, NormKind.RMSNORM_1P, NormKind.LAYERNORM_1P)
+
+    @property
+    def centred(self) -> bool:
+        return self in (NormKind.LAYERNORM, NormKind.LAYERNORM_1P, NormKind.LAYERNORM_UNWEIGHTED)
+
+    @property
+    def one_plus(self) -> bool:
+        return self in (NormKind.RMSNORM_1P, NormKind.LAYERNORM_1P)
+
+
+class TransformKind(StrEnum):
+    """An elementwise step around the head matmul; the value comes from a config key."""
+
+    SOFTCAP = "softcap"  # logits → c · tanh(logits / c)  (Gemma 2/3/3n, nanochat)
+    MULTIPLY = "multiply"  # logits → logits · s  (Cohere logit_scale, Falcon-H1 lm_head_multiplier)
+    DIVIDE = "divide"  # logits → logits / s  (Granite logits_scaling)
+    PRE_MULTIPLY = "pre-multiply"  # h → h · s before the head
+    PRE_DIVIDE = "pre-divide"  # h → h / s before the head
+    PRE_WIDTH_RATIO = "pre-width-ratio"  # h → h · s / hidden_size before the head (MiniCPM's dim_model_base)
+
+    @property
+    def before_head(self) -> bool:
+        return self.value.startswith("pre-")
+
+    @property
+    def noun(self) -> str:
+        """What its value is called in messages: a softcap, a scale (multipliers), a divide (divisors)."""
+        return {"multiply": "scale", "pre-multiply": "scale", "pre-width-ratio": "scale", "pre-divide": "divide"}.get(
+            self.value, self.value
+        )
+
+
+LAYERNORM = NormKind.LAYERNORM
+RMSNORM = NormKind.RMSNORM
+GEMMA_RMSNORM = NormKind.RMSNORM_1P
 
 
 @dataclass(frozen=True)
 class Transform:
-    """An elementwise step between the head matmul and the returned logits."""
+    """An elementwise step between the head matmul and the returned logits (or before the head)."""
 
-    kind: str  # "softcap": c·tanh(x/c); "scale": x·s; "divide": x/s
+    kind: TransformKind
     key: str  # config key holding the value
     default: float | None  # the config class's default when the key is absent; None: off
 
@@ -32,7 +87,7 @@ class Convention:
     head: tuple[str, ...] = ("lm_head.weight",)
     head_bias: tuple[str, ...] = ()
     final_norm: tuple[str, ...] = ("model.norm",)  # module paths; ".weight"/".bias" appended
-    norm: str = RMSNORM
+    norm: NormKind = NormKind.RMSNORM
     eps_keys: tuple[str, ...] = ("rms_norm_eps",)
     eps_default: float = 1e-6
     tie_default: bool = False
@@ -45,130 +100,15 @@ class Convention:
     other_prefixes: tuple[str, ...] = ()  # blocks under these prefixes are not the decoder's (T5 encoder)
     projection: tuple[str, ...] = ()  # a (proj, hidden) matrix between the final norm and the head (OPT-350m)
     parameterless_norm: bool = False  # the final norm exists even with no tensors stored (OLMo)
+    buffers: tuple[str, ...] = ()  # patterns of stored tensors that are buffers, not parameters
+    source: str = "hand-verified"  # "generated" (families.py, checked by a fixture) or "hand-verified"
 
 
 LLAMA = Convention(family="llama")
-GPT2 = Convention(
-    family="gpt2",
-    embedding=("transformer.wte.weight",),
-    final_norm=("transformer.ln_f",),
-    norm=LAYERNORM,
-    eps_keys=("layer_norm_epsilon",),
-    eps_default=1e-5,
-    tie_default=True,
-)
 
-BLOOM = Convention(
-    family="bloom",
-    embedding=("transformer.word_embeddings.weight",),
-    final_norm=("transformer.ln_f",),
-    norm=LAYERNORM,
-    eps_keys=("layer_norm_epsilon",),
-    eps_default=1e-5,
-    tie_default=True,
-)
-
+# Written by hand: what make_families.py does not build (T5 is an encoder-decoder, outside the causal-LM
+# mapping; checked by tests/fixtures/reference/t5*). Generated entries are added from families.py below.
 CONVENTIONS: dict[str, Convention] = {
-    "gpt2": GPT2,
-    "gpt_bigcode": replace(GPT2, family="gpt_bigcode"),
-    "gptj": replace(GPT2, family="gptj", head_bias=("lm_head.bias",), tie_default=False),
-    "gpt_neox": Convention(
-        family="gpt_neox",
-        embedding=("gpt_neox.embed_in.weight",),
-        head=("embed_out.weight",),
-        final_norm=("gpt_neox.final_layer_norm",),
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_eps",),
-        eps_default=1e-5,
-    ),
-    "opt": Convention(
-        family="opt",
-        embedding=("model.decoder.embed_tokens.weight",),
-        final_norm=("model.decoder.final_layer_norm",),  # absent when do_layer_norm_before=False (OPT-350m)
-        projection=("model.decoder.project_out.weight",),  # when word_embed_proj_dim != hidden_size
-        norm=LAYERNORM,
-        eps_keys=(),  # nn.LayerNorm's default, not configurable
-        eps_default=1e-5,
-        tie_default=True,
-    ),
-    "bloom": BLOOM,
-    "falcon": replace(BLOOM, family="falcon"),
-    "mpt": replace(GPT2, family="mpt", final_norm=("transformer.norm_f",)),  # LayerNorm without bias
-    "llama": LLAMA,
-    "mistral": replace(LLAMA, family="mistral"),
-    "mixtral": replace(LLAMA, family="mixtral", eps_default=1e-5),
-    "qwen2": replace(LLAMA, family="qwen2"),
-    "qwen2_moe": replace(LLAMA, family="qwen2_moe"),
-    "qwen3": replace(LLAMA, family="qwen3"),
-    "qwen3_moe": replace(LLAMA, family="qwen3_moe"),
-    "phi3": replace(LLAMA, family="phi3", eps_default=1e-5),
-    "olmo2": replace(LLAMA, family="olmo2", eps_default=1e-5),
-    "olmo3": replace(LLAMA, family="olmo3", eps_default=1e-5),
-    "deepseek_v2": replace(LLAMA, family="deepseek_v2"),
-    "deepseek_v3": replace(LLAMA, family="deepseek_v3"),
-    "starcoder2": replace(LLAMA, family="starcoder2", norm=LAYERNORM, eps_keys=("norm_epsilon",), eps_default=1e-5, tie_default=True),
-    "granite": replace(LLAMA, family="granite", transforms=(Transform("divide", "logits_scaling", 1.0),)),
-    "granitemoe": replace(LLAMA, family="granitemoe", transforms=(Transform("divide", "logits_scaling", 1.0),)),
-    "gemma": replace(LLAMA, family="gemma", norm=GEMMA_RMSNORM, tie_default=True),
-    "gemma2": replace(
-        LLAMA,
-        family="gemma2",
-        norm=GEMMA_RMSNORM,
-        tie_default=True,
-        transforms=(Transform("softcap", "final_logit_softcapping", 30.0),),
-    ),
-    "gemma3_text": replace(
-        LLAMA,
-        family="gemma3_text",
-        norm=GEMMA_RMSNORM,
-        tie_default=True,
-        transforms=(Transform("softcap", "final_logit_softcapping", None),),
-    ),
-    "phi": Convention(
-        family="phi",
-        head_bias=("lm_head.bias",),
-        final_norm=("model.final_layernorm",),
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_eps",),
-        eps_default=1e-5,
-    ),
-    "stablelm": replace(LLAMA, family="stablelm", norm=LAYERNORM, eps_keys=("layer_norm_eps",), eps_default=1e-5),
-    # OLMo's final LayerNorm has no weight and no bias; its eps is fixed in code.
-    "olmo": replace(LLAMA, family="olmo", norm=LAYERNORM, eps_keys=(), eps_default=1e-5, parameterless_norm=True),
-    "cohere": replace(
-        LLAMA,
-        family="cohere",
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_eps",),
-        eps_default=1e-5,
-        tie_default=True,
-        transforms=(Transform("scale", "logit_scale", 0.0625),),
-    ),
-    "cohere2": replace(
-        LLAMA,
-        family="cohere2",
-        norm=LAYERNORM,
-        eps_keys=("layer_norm_eps",),
-        eps_default=1e-5,
-        tie_default=True,
-        transforms=(Transform("scale", "logit_scale", 0.0625),),
-    ),
-    "mamba": Convention(
-        family="mamba",
-        embedding=("backbone.embeddings.weight",),
-        final_norm=("backbone.norm_f",),
-        eps_keys=("layer_norm_epsilon",),
-        eps_default=1e-5,
-        tie_default=True,
-    ),
-    "mamba2": Convention(
-        family="mamba2",
-        embedding=("backbone.embeddings.weight",),
-        final_norm=("backbone.norm_f",),
-        eps_keys=("layer_norm_epsilon",),
-        eps_default=1e-5,
-        tie_default=True,
-    ),
     "t5": Convention(
         family="t5",
         embedding=("shared.weight", "decoder.embed_tokens.weight"),
@@ -189,6 +129,37 @@ CONVENTIONS["qwen2_5_vl_text"] = replace(LLAMA, family="qwen2_5_vl_text")
 CONVENTIONS["qwen3_vl_text"] = replace(LLAMA, family="qwen3_vl_text")
 CONVENTIONS["qwen3_vl_moe_text"] = replace(LLAMA, family="qwen3_vl_moe_text")
 CONVENTIONS["umt5"] = replace(CONVENTIONS["t5"], family="umt5")
+
+
+def _generated(model_type: str, entry: dict[str, Any]) -> Convention:
+    """One entry of the generated table (families.py) as a Convention; an unknown kind fails loudly."""
+    norm = NormKind(entry["norm"])
+    steps = tuple(Transform(TransformKind(kind), key, default) for kind, key, default in (*entry["pre_head"], *entry["transforms"]))
+    final = entry["final_norm"]
+    return Convention(
+        family=model_type,
+        embedding=(entry["embedding"],),
+        head=(entry["head"],),
+        head_bias=(entry["head_bias"],) if entry["head_bias"] else (),
+        final_norm=(final,) if final else (),
+        norm=norm,
+        eps_keys=(entry["eps_key"],) if entry["eps_key"] else (),
+        eps_default=entry["eps_default"] if entry["eps_default"] is not None else 1e-5,
+        tie_default=entry["tie_default"],
+        transforms=steps,
+        parameterless_norm=norm in (NormKind.LAYERNORM_UNWEIGHTED, NormKind.RMSNORM_UNWEIGHTED),
+        buffers=tuple(entry["buffers"]),
+        source="generated",
+    )
+
+
+# What the generator cannot see, kept by hand on top of its entries.
+PATCHES: dict[str, dict[str, Any]] = {
+    # OPT-350m: project_out (word_embed_proj_dim != hidden_size) between the final norm and the head
+    # (modeling_opt.py, OPTDecoder.forward); tests/fixtures/projected checks it.
+    "opt": {"projection": ("model.decoder.project_out.weight",)},
+}
+
 
 # GGUF files follow llama.cpp's conventions: see gguf_conventions.py.
 
@@ -223,6 +194,10 @@ ARCHITECTURE_TYPES = {
     "DeepseekV3ForCausalLM": "deepseek_v3",
     "T5ForConditionalGeneration": "t5",
 }
+
+for _type, _entry in FAMILIES.items():
+    CONVENTIONS[_type] = replace(_generated(_type, _entry), **PATCHES.get(_type, {}))
+    ARCHITECTURE_TYPES.setdefault(_entry["class"], _type)
 
 # Tensors that are buffers, not parameters: transformers does not count them.
 BUFFER_PATTERNS = (

@@ -8,6 +8,7 @@ from typing import TypeVar
 from .anatomy import HeadAnatomy
 from .census import Census, census
 from .checkpoint import Checkpoint
+from .head import norm_weight_warnings
 from .problems import Problem
 from .tokens import Vocabulary
 from .tying import TyingReport, diagnose_tying
@@ -27,6 +28,7 @@ class DoctorReport:
     anatomy: HeadAnatomy
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # guesses: the architecture is unverified, a suspicious norm weight
 
 
 def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, full: bool = False, values: bool = True) -> DoctorReport:
@@ -40,7 +42,8 @@ def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, ful
     notes = _unique([*(n for n in tying.notes if n not in sizes), *audit.notes, *ckpt.notes])
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
-    return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes)
+    warnings = [f"unverified architecture: {g}" for g in anatomy.guesses] + (norm_weight_warnings(ckpt, anatomy) if values else [])
+    return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes, warnings)
 
 
 def _unique(items: list[T]) -> list[T]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from .conventions import LAYERNORM, RMSNORM, Convention, Transform
+from .conventions import LAYERNORM, RMSNORM, Convention, NormKind, Transform, TransformKind
 from .problems import Problem, ProblemKind
 
 __all__ = ["GGUF", "GGUF_ARCHS", "GGUFArch", "HeadRule", "gguf_convention"]
@@ -56,7 +56,7 @@ class GGUFArch:
     file: str  # src/models/<file>
     head: HeadRule
     head_line: int  # where ``output`` is created
-    norm: str  # conventions.RMSNORM / LAYERNORM
+    norm: NormKind  # conventions.RMSNORM / LAYERNORM
     norm_line: int  # the final build_norm (the file named in ``norm_file`` when the graph is shared)
     norm_file: str | None = None
     transforms: tuple[Transform, ...] = ()  # keys relative to "<arch>."
@@ -92,7 +92,7 @@ GGUF_ARCHS: dict[str, GGUFArch] = {
         37,
         RMSNORM,
         157,
-        transforms=(Transform("softcap", SOFTCAP, 30.0),),
+        transforms=(Transform(TransformKind.SOFTCAP, SOFTCAP, 30.0),),
         transform_lines="15,167",
         stored_plus_one=GEMMA_PLUS_ONE,
     ),
@@ -102,18 +102,30 @@ GGUF_ARCHS: dict[str, GGUFArch] = {
         41,
         RMSNORM,
         201,
-        transforms=(Transform("softcap", SOFTCAP, None),),
+        transforms=(Transform(TransformKind.SOFTCAP, SOFTCAP, None),),
         transform_lines="14-15,210",
         stored_plus_one="conversion/gemma.py: norm_shift 1.0",
     ),
     "command-r": GGUFArch(
-        "command-r.cpp", TIED, 21, LAYERNORM, 129, transforms=(Transform("scale", "logit_scale", None),), transform_lines="4,137"
+        "command-r.cpp",
+        TIED,
+        21,
+        LAYERNORM,
+        129,
+        transforms=(Transform(TransformKind.MULTIPLY, "logit_scale", None),),
+        transform_lines="4,137",
     ),
     "cohere2": GGUFArch(
-        "cohere2.cpp", TIED, 29, LAYERNORM, 143, transforms=(Transform("scale", "logit_scale", None),), transform_lines="12,151"
+        "cohere2.cpp",
+        TIED,
+        29,
+        LAYERNORM,
+        143,
+        transforms=(Transform(TransformKind.MULTIPLY, "logit_scale", None),),
+        transform_lines="12,151",
     ),
     "granite": GGUFArch(
-        "granite.cpp", OPT, 66, RMSNORM, 188, transforms=(Transform("divide", "logit_scale", None),), transform_lines="7,198"
+        "granite.cpp", OPT, 66, RMSNORM, 188, transforms=(Transform(TransformKind.DIVIDE, "logit_scale", None),), transform_lines="7,198"
     ),
     "granitemoe": GGUFArch(
         "granite-moe.cpp",
@@ -122,11 +134,17 @@ GGUF_ARCHS: dict[str, GGUFArch] = {
         RMSNORM,
         188,
         norm_file="granite.cpp",
-        transforms=(Transform("divide", "logit_scale", None),),
+        transforms=(Transform(TransformKind.DIVIDE, "logit_scale", None),),
         transform_lines="5 (granite.cpp:198)",
     ),
     "granitehybrid": GGUFArch(
-        "granite-hybrid.cpp", OPT, 62, RMSNORM, 184, transforms=(Transform("divide", "logit_scale", None),), transform_lines="5,193"
+        "granite-hybrid.cpp",
+        OPT,
+        62,
+        RMSNORM,
+        184,
+        transforms=(Transform(TransformKind.DIVIDE, "logit_scale", None),),
+        transform_lines="5,193",
     ),
     "phi2": GGUFArch("phi2.cpp", REQ, 21, LAYERNORM, 126),
     "phi3": GGUFArch("phi3.cpp", OPT, 34, RMSNORM, 175),
@@ -190,7 +208,9 @@ def gguf_convention(arch: str | None, metadata: dict[str, Any] | None) -> Conven
         return replace(GGUF, norm=rules.norm, eps_keys=(key,), transforms=transforms, parameterless_norm=rules.parameterless_norm)
     rms_key, layer_key = (f"{arch}.{EPS_SUFFIX[kind]}" for kind in (RMSNORM, LAYERNORM))
     norm = LAYERNORM if rms_key not in metadata and layer_key in metadata else RMSNORM
-    return replace(GGUF, norm=norm, eps_keys=(rms_key, layer_key), transforms=(Transform("softcap", f"{arch}.{SOFTCAP}", None),))
+    return replace(
+        GGUF, norm=norm, eps_keys=(rms_key, layer_key), transforms=(Transform(TransformKind.SOFTCAP, f"{arch}.{SOFTCAP}", None),)
+    )
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def test_count_of_a_k_quant_head():
     [
         ("llama_tied_f32.gguf", "rmsnorm", 0.07, []),
         ("gemma2_f32.gguf", "rmsnorm", 0.1, [("softcap", 2.0, "gemma2.final_logit_softcapping")]),
-        ("cohere_f32.gguf", "layernorm", 0.06, [("scale", 0.5, "command-r.logit_scale")]),
+        ("cohere_f32.gguf", "layernorm", 0.06, [("multiply", 0.5, "command-r.logit_scale")]),
         ("granite_f32.gguf", "rmsnorm", 0.09, [("divide", 4.0, "granite.logit_scale")]),
     ],
 )

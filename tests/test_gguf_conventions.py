@@ -209,7 +209,7 @@ def test_an_unknown_architecture_keeps_the_metadata_cues(tmp_path):
 def test_the_table_cites_a_source_line_for_every_rule():
     for arch, rules in GGUF_ARCHS.items():
         assert rules.file.endswith(".cpp") and rules.head_line > 0 and rules.norm_line > 0, arch
-        assert all(t.kind in ("softcap", "scale", "divide") for t in rules.transforms), arch
+        assert all(t.kind in ("softcap", "multiply", "divide") for t in rules.transforms), arch
         assert bool(rules.transforms) == bool(rules.transform_lines), arch
 
 

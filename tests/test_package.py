@@ -69,6 +69,16 @@ def test_ci_runs_the_type_checker():
     assert "python -m mypy lmhead_cli" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_type_check_needs_no_torch():
+    """The README's `python -m mypy lmhead_cli` runs in the test set-up, where torch (an optional extra) is absent:
+    mypy must not report its imports as missing there (it did: 2 errors in a fresh venv)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    overrides = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
+    excused = [o for o in overrides if o.get("ignore_missing_imports")]
+    assert any({"torch", "torch.*"} <= set(o["module"]) for o in excused), overrides
+
+
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
 def test_ruff_is_clean(args):
     """ruff comes with the test extras; the code is kept clean and formatted by it."""

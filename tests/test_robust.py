@@ -218,6 +218,11 @@ BAD_VALUES = {
     "logit_scale negative": ({"logit_scale": -0.5}, "cohere", r"logit_scale=-0.5 is not a valid scale \(must be positive"),
     "logits_scaling tiny": ({"logits_scaling": 1e-300}, "granite", r"logits_scaling=1e-300 is not a valid divide \(is too small"),
     "logits_scaling 10**400": ('"logits_scaling": 1' + "0" * 400, "granite", r"logits_scaling=10000000…\(401 digits\) is not a valid"),
+    # transformers applies a config's value unless it is None: 0 divides by zero (softcap, Granite) or zeroes every logit
+    # (Cohere). Only llama.cpp reads 0 as "off" (GGUF metadata).
+    "softcap 0": ({"final_logit_softcapping": 0.0}, "gemma2", r"final_logit_softcapping=0.0 is not a valid softcap \(is too small"),
+    "logit_scale 0": ({"logit_scale": 0}, "cohere", r"config logit_scale=0 is not a valid scale \(is too small"),
+    "logits_scaling 0": ({"logits_scaling": 0.0}, "granite", r"logits_scaling=0.0 is not a valid divide \(is too small"),
 }
 
 

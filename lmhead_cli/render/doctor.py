@@ -24,6 +24,8 @@ def doctor_json(ckpt: Checkpoint, r: DoctorReport) -> dict[str, Any]:
         "problems": [p.message for p in r.problems],
         "problem_kinds": [p.kind.value for p in r.problems],
         "notes": r.notes,
+        "warnings": r.warnings,
+        "verified": r.anatomy.verified,
         "counts": census_json(ckpt, r.anatomy, r.census),
         "tying": tying_dict(r.tying),
         "vocabulary": {**asdict(r.vocabulary), "problems": [p.message for p in r.vocabulary.problems]},
@@ -45,17 +47,25 @@ def _head_json(r: DoctorReport) -> dict[str, Any]:
 
 
 def doctor_view(ckpt: Checkpoint, r: DoctorReport) -> Group:
-    verdict = (
-        Text("healthy: no problems found", style="bold green")
-        if r.healthy
-        else Text(f"{len(r.problems)} problem{'s' * (len(r.problems) > 1)} found", style="bold red")
-    )
+    if not r.healthy:
+        verdict = Text(f"{len(r.problems)} problem{'s' * (len(r.problems) > 1)} found", style="bold red")
+    elif r.warnings:
+        verdict = Text(f"no problems found, but {len(r.warnings)} warning{'s' * (len(r.warnings) > 1)}: not verified", style="bold yellow")
+    else:
+        verdict = Text("healthy: no problems found", style="bold green")
     lines: list[Any] = [verdict]
     lines += [Text(f"problem: {p.message}", style="red") for p in r.problems]
+    lines += [Text(f"warning: {w}", style="yellow") for w in r.warnings]
     lines += [Text(f"note: {n}", style="yellow") for n in r.notes]
     body = Group(*lines, Text(""), _facts(ckpt, r))
     return Group(
-        Panel(body, title=Text(f"doctor {ckpt.path}"), title_align="left", border_style="green" if r.healthy else "red", expand=False)
+        Panel(
+            body,
+            title=Text(f"doctor {ckpt.path}"),
+            title_align="left",
+            border_style=("yellow" if r.warnings else "green") if r.healthy else "red",
+            expand=False,
+        )
     )
 
 

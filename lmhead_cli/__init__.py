@@ -9,15 +9,48 @@ The library is usable without the CLI::
 
 __version__ = "0.1.0"  # the one place the version lives (pyproject reads it)
 
+from typing import TYPE_CHECKING, Any
+
+# Modules named like the function they export (census, predict) are imported here: importing the
+# submodule later would replace the function on the package. The rest load on first use, so that
+# ``lmhead count`` does not pay for hidden-state files, tying or tokenizers.
 from .anatomy import FinalNorm, HeadAnatomy, LogitTransform, locate_head
 from .census import Census, Group, census
 from .checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from .errors import AnatomyError, CheckpointError, HiddenStateError, LmheadError, TokenizerError
 from .head import TopK, apply_final_norm, project
-from .hidden import HiddenStates, load_hidden
 from .predict import Predictions, predict
-from .tokens import Vocabulary, load_vocabulary
-from .tying import TyingReport, ValueComparison, compare_values, diagnose_tying
+
+if TYPE_CHECKING:
+    from .hidden import HiddenStates, load_hidden
+    from .tokens import Vocabulary, load_vocabulary
+    from .tying import TyingReport, ValueComparison, compare_values, diagnose_tying
+
+_LAZY = {
+    "HiddenStates": "hidden",
+    "load_hidden": "hidden",
+    "Vocabulary": "tokens",
+    "load_vocabulary": "tokens",
+    "TyingReport": "tying",
+    "ValueComparison": "tying",
+    "compare_values": "tying",
+    "diagnose_tying": "tying",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = vars(import_module(f".{_LAZY[name]}", __name__))[name]
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AnatomyError",

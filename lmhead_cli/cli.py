@@ -17,10 +17,9 @@ from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .conventions import NormKind
 from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
-from .hidden import load_hidden, load_target_ids
-from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
 from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
-from .tying import diagnose_tying
+
+# Modules only some commands use (hidden-state files, tying, prediction) are imported inside them.
 
 EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
 EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
@@ -130,7 +129,6 @@ def _open(
     """The checkpoint, its anatomy, and whether embedding and head values may be read: always for
     local files; over hf:// only with --fetch-values, after saying how many bytes that reads."""
     from . import render
-    from .tying import value_bytes
 
     ckpt = open_checkpoint(ckpt_path, revision=revision, strict=strict, remote=remote)
     click.get_current_context().call_on_close(ckpt.close)  # readers hold descriptors; in-process callers run many commands
@@ -139,6 +137,8 @@ def _open(
         raise CheckpointError(ckpt.path, "--full compares every value, and hf:// reads values only when asked", hint="add --fetch-values")
     overrides = _overrides()
     if ckpt.remote is not None and fetch_values:
+        from .tying import value_bytes  # only here: count on a local checkpoint never loads tying
+
         names = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=False, overrides=overrides)
         render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")
     anatomy = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=values, overrides=overrides)
@@ -149,9 +149,11 @@ def _open(
 
 def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]:
     """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
+    if values:
+        return []
     from .tying import values_unread
 
-    if values or not values_unread(ckpt, anatomy):
+    if not values_unread(ckpt, anatomy):
         return []
     return [
         f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
@@ -321,6 +323,7 @@ def check_tying(
     """
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
+    from .tying import diagnose_tying
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
     report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
@@ -387,6 +390,8 @@ def topk(
     """
     from . import render
     from .head import norm_weight_warnings
+    from .hidden import load_hidden
+    from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
@@ -517,6 +522,8 @@ def _emit_explain(anatomy: HeadAnatomy, explain: bool) -> None:
 
 def _parse_ids(spec: str) -> list[int]:
     if spec.endswith(".npy"):
+        from .hidden import load_target_ids
+
         return load_target_ids(Path(spec))
     try:
         return [int(part) for part in spec.split(",") if part.strip()]

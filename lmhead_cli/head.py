@@ -17,6 +17,7 @@ from .anatomy import FinalNorm, HeadAnatomy, LogitTransform
 from .checkpoint import Checkpoint
 from .conventions import NormKind, TransformKind
 from .errors import CheckpointError
+from .fold import Fold
 
 __all__ = ["TopK", "apply_final_norm", "default_chunk_rows", "norm_weight_warnings", "normalise", "project"]
 
@@ -155,22 +156,43 @@ def project(
     k = min(k, limit)
     chunk_rows = chunk_rows or default_chunk_rows(anatomy.hidden_size)
     bias = _vector(ckpt, anatomy.head_bias, vocab, "head bias") if anatomy.head_bias else None  # (V,)
-    fold = _Fold(len(x), k)
+    fold = Fold(len(x), k)
+    target_logits = None
     if targets is not None:
-        fold.set_targets(targets, _target_logits(ckpt, anatomy, x, targets, limit, bias))
+        target_logits = _target_logits(ckpt, anatomy, x, targets, limit, bias)
+        fold.set_targets(targets, target_logits)
+    xt = x.T  # (d, N), a view
     for start, w in ckpt.row_chunks(matrix, chunk_rows):  # w: (C, d) float32
         if start >= limit:
             break
-        # (C, d) @ (d, N) -> (C, N), transposed to (N, C): the same numbers, ~1.5x faster in OpenBLAS
-        logits = np.ascontiguousarray((w @ x.T).T)
+        w = w[: limit - start]  # drop masked (padding) rows before multiplying
+        logits = w @ xt  # (C, d) @ (d, N) -> (C, N): the vocabulary along axis 0, nothing transposed or copied
         if bias is not None:
-            logits += bias[start : start + len(w)]
+            logits += bias[start : start + len(w), None]
         apply_transforms(logits, anatomy.transforms)
-        logits = logits[:, : limit - start]  # drop masked (padding) rows
         fold.add(start, logits)
         if progress:
-            progress(start + logits.shape[1], limit)
-    return fold.result(masked_rows=vocab - limit)
+            progress(start + len(w), limit)
+    return _topk(fold, targets, target_logits, masked_rows=vocab - limit)
+
+
+def _topk(fold: Fold, targets: np.ndarray | None, target_logits: np.ndarray | None, masked_rows: int) -> TopK:
+    ids, vals, lse = fold.result()  # (N, k), (N, k), (N,)
+    probs = np.exp(vals.astype(np.float64) - lse[:, None])
+    if targets is None or target_logits is None:
+        return TopK(ids=ids, logits=vals, probs=probs, logsumexp=lse, masked_rows=masked_rows)
+    valid = ~np.isnan(target_logits)
+    return TopK(
+        ids=ids,
+        logits=vals,
+        probs=probs,
+        logsumexp=lse,
+        masked_rows=masked_rows,
+        target_ids=np.where(valid, targets, -1),
+        target_logits=target_logits,
+        target_probs=np.where(valid, np.exp(target_logits.astype(np.float64) - lse), np.nan),
+        target_ranks=np.where(valid, fold.t_above + 1, -1),
+    )
 
 
 def _target_logits(
@@ -188,75 +210,3 @@ def _target_logits(
         logits += bias[targets[valid]]
     out[valid] = apply_transforms(logits.astype(np.float32)[:, None], anatomy.transforms)[:, 0]
     return out
-
-
-class _Fold:
-    """Running top-k, log-sum-exp and target ranks over vocabulary chunks."""
-
-    def __init__(self, n: int, k: int):
-        self.k = k
-        self.ids = np.zeros((n, 0), dtype=np.int64)
-        self.vals = np.zeros((n, 0), dtype=np.float32)
-        self.max = np.full(n, -np.inf)  # (N,) running max, float64
-        self.sum = np.zeros(n)  # (N,) running sum of exp(logit - max)
-        self.targets: np.ndarray | None = None
-
-    def set_targets(self, targets: np.ndarray, logits: np.ndarray) -> None:
-        self.targets = np.asarray(targets, dtype=np.int64)  # (N,)
-        self.t_logit = logits  # (N,) NaN where no valid target
-        self.t_above = np.zeros(len(targets), dtype=np.int64)  # logits strictly above the target's
-
-    def add(self, start: int, logits: np.ndarray) -> None:
-        self._fold_topk(start, logits)
-        self._fold_lse(logits)
-        if self.targets is not None:
-            self._fold_targets(start, logits)
-
-    def _fold_topk(self, start: int, logits: np.ndarray) -> None:
-        c = logits.shape[1]
-        if c > self.k:
-            part = np.argpartition(logits, c - self.k, axis=1)[:, c - self.k :]  # (N, k) unsorted best
-        else:
-            part = np.broadcast_to(np.arange(c), (len(logits), c))
-        vals = np.take_along_axis(logits, part, axis=1)
-        ids = np.concatenate([self.ids, part + start], axis=1)  # (N, ≤2k)
-        vals = np.concatenate([self.vals, vals], axis=1)
-        if ids.shape[1] > self.k:
-            keep = np.argpartition(vals, ids.shape[1] - self.k, axis=1)[:, ids.shape[1] - self.k :]
-            ids = np.take_along_axis(ids, keep, axis=1)
-            vals = np.take_along_axis(vals, keep, axis=1)
-        self.ids, self.vals = ids, vals
-
-    def _fold_lse(self, logits: np.ndarray) -> None:
-        chunk_max = logits.max(axis=1).astype(np.float64)  # (N,)
-        new_max = np.maximum(self.max, chunk_max)
-        scaled = np.exp(logits - new_max[:, None].astype(np.float32))  # (N, C); float32 terms, float64 sum
-        self.sum = self.sum * np.exp(self.max - new_max) + scaled.sum(axis=1, dtype=np.float64)
-        self.max = new_max
-
-    def _fold_targets(self, start: int, logits: np.ndarray) -> None:
-        targets = self.targets
-        if targets is None:
-            return
-        above = logits > self.t_logit[:, None]  # (N, C); NaN targets compare False
-        own = (targets >= start) & (targets < start + logits.shape[1])
-        rows = np.flatnonzero(own)
-        above[rows, targets[rows] - start] = False  # never count the target against itself
-        self.t_above += above.sum(axis=1)
-
-    def result(self, masked_rows: int) -> TopK:
-        order = np.lexsort((self.ids, -self.vals), axis=1)  # by logit desc, then id asc
-        ids = np.take_along_axis(self.ids, order, axis=1)
-        vals = np.take_along_axis(self.vals, order, axis=1)
-        lse = self.max + np.log(self.sum)  # (N,)
-        probs = np.exp(vals.astype(np.float64) - lse[:, None])
-        out = dict(ids=ids, logits=vals, probs=probs, logsumexp=lse, masked_rows=masked_rows)
-        if self.targets is not None:
-            valid = ~np.isnan(self.t_logit)
-            out.update(
-                target_ids=np.where(valid, self.targets, -1),
-                target_logits=self.t_logit,
-                target_probs=np.where(valid, np.exp(self.t_logit.astype(np.float64) - lse), np.nan),
-                target_ranks=np.where(valid, self.t_above + 1, -1),
-            )
-        return TopK(**out)

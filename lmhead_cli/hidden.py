@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import ml_dtypes
 import numpy as np
 
+from .dtypes import STORAGE, to_float32
 from .errors import HiddenStateError
 from .files import open_regular, regular_size
 
@@ -27,7 +27,6 @@ NPY_MAGIC = b"\x93NUMPY"
 MAX_STATE_BYTES = 2 * 2**30  # the states as float32: 2 GiB is 130k vectors of width 4096
 MAX_FILE_BYTES = 4 * MAX_STATE_BYTES  # float64, or a .pt / .npz with other arrays beside the chosen one
 MAX_TARGETS_BYTES = 2**30
-ML_FLOATS = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"}
 
 
 @dataclass(frozen=True)
@@ -245,8 +244,8 @@ def _choose_key(path: Path, keys: list[str], key: str | None) -> str:
 def _as_float32(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "V" and array.dtype.itemsize == 2 and array.dtype.fields is None:
         # np.save writes an ml_dtypes bfloat16 array as raw 2-byte records ('|V2').
-        array = array.view(ml_dtypes.bfloat16)
-    if array.dtype.kind != "f" and array.dtype.name not in ML_FLOATS:
+        array = to_float32(array.view(STORAGE["BF16"]), "BF16")
+    if array.dtype.kind != "f":
         raise HiddenStateError(path, f"dtype {array.dtype} is not a floating-point type; hidden states are floats")
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, reported by _check_finite
         return np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d array 0-d, for the shape message

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +20,9 @@ from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .errors import HiddenStateError, TokenizerError
 from .head import TopK, normalise, project
-from .hidden import HiddenStates
+
+if TYPE_CHECKING:
+    from .hidden import HiddenStates
 
 __all__ = ["Predictions", "Summary", "check_targets", "predict", "select_positions", "targets_from_ids", "targets_from_text"]
 

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGMLQuantizationType, GGUFValueType
 
+from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
 from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows, pread_exact
 
@@ -56,7 +56,7 @@ SCALARS: dict[GGUFValueType, str] = {  # struct format of each fixed-size value 
 PLAIN: dict[str, np.dtype] = {
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "BF16": STORAGE["BF16"],  # raw bits; values come from gguf.quants
     "F64": np.dtype("<f8"),
     "I8": np.dtype("i1"),
     "I16": np.dtype("<i2"),
@@ -349,7 +349,8 @@ class GGUFFile:
         """Rows as float64: plain floats straight from their bytes (F64 stays exact), quantized ones dequantized."""
         if info.dtype in PLAIN and info.dtype not in INTEGER:
             with self.stored_rows(info, start, stop) as raw:
-                return raw.view(PLAIN[info.dtype]).reshape((stop - start, *info.shape[1:])).astype(np.float64)
+                rows = raw.view(PLAIN[info.dtype]).reshape((stop - start, *info.shape[1:]))
+                return (to_float32(rows, info.dtype) if info.dtype in STORAGE else rows).astype(np.float64)  # BF16: raw bits
         return self.read_rows(info, start, stop).astype(np.float64)
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:

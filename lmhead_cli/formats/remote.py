@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
 from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
 
@@ -298,10 +299,12 @@ class RemoteSafetensors:
         yield self._stored(info, start, stop)
 
     def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        return self._typed(info, start, stop).astype(np.float32)
+        rows = self._typed(info, start, stop)
+        return to_float32(rows, info.dtype) if info.dtype in STORAGE else rows.astype(np.float32)  # bf16/fp8: raw bits
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
-        return self._typed(info, start, stop).astype(np.float64)
+        rows = self._typed(info, start, stop)
+        return (to_float32(rows, info.dtype) if info.dtype in STORAGE else rows).astype(np.float64)
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         """Columns of a 2-D tensor: over HTTP every row is read (in chunks), as for a format that stores rows."""

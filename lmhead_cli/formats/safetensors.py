@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
+from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
 from .base import BufferPool, F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
 
@@ -32,12 +32,9 @@ NUMPY_DTYPES: dict[str, np.dtype | None] = {
     "F64": np.dtype(np.float64),
     "F32": np.dtype(np.float32),
     "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
-    "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
-    "F8_E4M3FNUZ": np.dtype(ml_dtypes.float8_e4m3fnuz),
-    "F8_E5M2FNUZ": np.dtype(ml_dtypes.float8_e5m2fnuz),
+    **{
+        name: STORAGE[name] for name in ("BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ")
+    },  # raw bits (lmhead_cli.dtypes)
     "C64": np.dtype(np.complex64),
     "I64": np.dtype(np.int64),
     "I32": np.dtype(np.int32),
@@ -219,7 +216,13 @@ class SafetensorsFile:
         for first in range(0, rows, step):
             last = min(first + step, rows)
             with self._buffers.read(_offset(info) + (start + first) * row_bytes, (last - first) * row_bytes) as raw:
-                flat[first:last] = raw.view(dtype).reshape(last - first, inner)
+                block = raw.view(dtype).reshape(last - first, inner)
+                if info.dtype == "BF16" and wide == np.float32:  # bf16 bits shifted into the high half, in place
+                    bits = flat[first:last].view(np.uint32)
+                    np.copyto(bits, block, casting="unsafe")
+                    bits <<= 16
+                else:
+                    flat[first:last] = to_float32(block, info.dtype) if info.dtype in STORAGE else block  # fp8: 256-entry table
         return out
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:

@@ -897,6 +897,30 @@ FAMILIES: dict[str, dict] = {'afmoe': {'buffers': [],
                  'pre_head': [],
                  'tie_default': False,
                  'transforms': [('multiply', 'logits_scaling', 1.0)]},
+ 'inkling2_loop_text': {'buffers': ['^model\\.llm\\.layers\\.\\d+\\.mlp\\.gate\\.bias$'],
+                        'class': 'Inkling2LoopForCausalLM',
+                        'embedding': 'model.llm.embed.weight',
+                        'eps_default': 1e-06,
+                        'eps_key': 'rms_norm_eps',
+                        'final_norm': 'model.llm.norm',
+                        'head': 'model.llm.unembed.weight',
+                        'head_bias': None,
+                        'norm': 'rmsnorm',
+                        'pre_head': [],
+                        'tie_default': False,
+                        'transforms': [('softcap', 'final_logit_softcapping', 30.0)]},
+ 'inkling2_text': {'buffers': ['^model\\.llm\\.layers\\.\\d+\\.mlp\\.gate\\.bias$'],
+                   'class': 'Inkling2ForCausalLM',
+                   'embedding': 'model.llm.embed.weight',
+                   'eps_default': 1e-06,
+                   'eps_key': 'rms_norm_eps',
+                   'final_norm': 'model.llm.norm',
+                   'head': 'model.llm.unembed.weight',
+                   'head_bias': None,
+                   'norm': 'rmsnorm',
+                   'pre_head': [],
+                   'tie_default': False,
+                   'transforms': [('softcap', 'final_logit_softcapping', 30.0)]},
  'inkling_text': {'buffers': ['^model\\.layers\\.\\d+\\.mlp\\.gate\\.e_score_correction_bias$'],
                   'class': 'InklingForCausalLM',
                   'embedding': 'model.embed_tokens.weight',
@@ -1874,8 +1898,6 @@ UNCOVERED: dict[str, str] = {'bert': 'a dense layer (cls.predictions.transform.d
  'got_ocr2': 'a composite config (text_config, vision_config): a multimodal or encoder-decoder model whose language model is its own type '
              '(text_config is qwen2)',
  'hy_v4': 'a dense layer (model.hc_head) runs between the last block and the final norm: the head is an MLP, not FinalNorm · W',
- 'inkling2_loop_text': 'too large at the smallest settings tried (6508928 parameters)',
- 'inkling2_text': 'too large at the smallest settings tried (6558080 parameters)',
  'llama4': 'a composite config (text_config, vision_config): a multimodal or encoder-decoder model whose language model is its own type '
            '(text_config is llama4_text)',
  'megatron-bert': 'a dense layer (cls.predictions.transform.dense) runs between the last block and the final norm: the head is an MLP, not '
@@ -1894,7 +1916,7 @@ UNCOVERED: dict[str, str] = {'bert': 'a dense layer (cls.predictions.transform.d
                     'is its own type (text_encoder is t5; decoder is musicgen_melody_decoder)',
  'phi4_multimodal': 'a composite config (audio_config, vision_config): a multimodal or encoder-decoder model whose language model is not a '
                     'plain decoder',
- 'prophetnet': 'too large at the smallest settings tried (363008 parameters)',
+ 'prophetnet': 'logits are not the head output under any known transform (ratio median 1)',
  'qwen3_5': 'a composite config (text_config, vision_config): a multimodal or encoder-decoder model whose language model is its own type '
             '(text_config is qwen3_5_text)',
  'qwen3_5_moe': 'a composite config (text_config, vision_config): a multimodal or encoder-decoder model whose language model is its own '
@@ -1907,7 +1929,8 @@ UNCOVERED: dict[str, str] = {'bert': 'a dense layer (cls.predictions.transform.d
  'roberta': 'a dense layer (lm_head.dense) runs between the last block and the final norm: the head is an MLP, not FinalNorm · W',
  'roberta-prelayernorm': 'a dense layer (lm_head.dense) runs between the last block and the final norm: the head is an MLP, not FinalNorm '
                          '· W',
- 'roc_bert': 'too large at the smallest settings tried (430432 parameters)',
+ 'roc_bert': 'a dense layer (cls.predictions.transform.dense) runs between the last block and the final norm: the head is an MLP, not '
+             'FinalNorm · W',
  'roformer': 'a dense layer (cls.predictions.transform.dense) runs between the last block and the final norm: the head is an MLP, not '
              'FinalNorm · W',
  'xlm-roberta': 'a dense layer (lm_head.dense) runs between the last block and the final norm: the head is an MLP, not FinalNorm · W',

@@ -405,6 +405,18 @@ FAMILIES: dict[str, dict] = {'afmoe': {'buffers': [],
            'pre_head': [],
            'tie_default': False,
            'transforms': []},
+ 'dots3_note_text': {'buffers': [],
+                     'class': 'Dots3NoteForCausalLM',
+                     'embedding': 'model.embed_tokens.weight',
+                     'eps_default': 1e-05,
+                     'eps_key': 'rms_norm_eps',
+                     'final_norm': 'model.norm',
+                     'head': 'lm_head.weight',
+                     'head_bias': None,
+                     'norm': 'rmsnorm',
+                     'pre_head': [],
+                     'tie_default': False,
+                     'transforms': []},
  'ernie4_5': {'buffers': [],
               'class': 'Ernie4_5ForCausalLM',
               'embedding': 'model.embed_tokens.weight',
@@ -1883,9 +1895,6 @@ UNCOVERED: dict[str, str] = {'bert': 'a dense layer (cls.predictions.transform.d
  'dory': 'final norm model.norm (DoryL2Norm) matches no known kind',
  'dots3_note': 'a composite config (audio_config, text_config, vision_config): a multimodal or encoder-decoder model whose language model '
                'is its own type (text_config is dots3_note_text)',
- 'dots3_note_text': "does not build or run at tiny size on CPU: AmbiguousGlobalPerLayerAttributeError: 'num_attention_heads' is a "
-                    'per-layer attribute and may vary across layers. Access it via the individual layer configs instead (e.g. '
-                    'config.per_layer_config[i].n',
  'electra': 'a dense layer (generator_predictions.dense) runs between the last block and the final norm: the head is an MLP, not FinalNorm '
             '· W',
  'emu3': 'a composite config (text_config, vq_config): a multimodal or encoder-decoder model whose language model is its own type '

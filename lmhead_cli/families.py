@@ -1909,8 +1909,10 @@ UNCOVERED: dict[str, str] = {'bert': 'a dense layer (cls.predictions.transform.d
             'its own type (text_config is gemma3n_text)',
  'gemma4': 'a composite config (text_config): a multimodal or encoder-decoder model whose language model is its own type (text_config is '
            'gemma4_text)',
- 'gemma4_assistant': 'does not build or run at tiny size on CPU: StrictDataclassClassValidationError: Class validation error for validator '
-                     "'validate_architecture':",
+ 'gemma4_assistant': "a speculative-decoding drafter, not a standalone decoder: its forward needs the target model's inputs_embeds (2 × "
+                     'backbone_hidden_size wide) and shared_kv_states, so it cannot run from token ids, and its default config fails its '
+                     "own validation (hidden_size_per_layer_input must be 0); its layers are gemma4_text's (model.norm → lm_head, or a "
+                     'centroid-masked head when use_ordered_embeddings)',
  'gemma4_unified': 'a composite config (text_config): a multimodal or encoder-decoder model whose language model is its own type '
                    '(text_config is gemma4_unified_text)',
  'gemma4_unified_assistant': 'a composite config (text_config): a multimodal or encoder-decoder model whose language model is its own type '

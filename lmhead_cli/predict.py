@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -172,7 +173,23 @@ def predict(
         per_layer = flat.reshape(values.shape[0], -1, flat.shape[-1])  # (L, rest, d)
         per_layer[:-1] = normalise(ckpt, anatomy, per_layer[:-1].reshape(-1, flat.shape[-1])).reshape(per_layer[:-1].shape)
         flat, norm = per_layer.reshape(flat.shape), False
-    result = project(
-        ckpt, anatomy, flat, k, norm=norm, targets=flat_targets, vocab_limit=vocab_limit, chunk_rows=chunk_rows, progress=progress
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # finite states whose logits overflow float32: checked below
+        result = project(
+            ckpt, anatomy, flat, k, norm=norm, targets=flat_targets, vocab_limit=vocab_limit, chunk_rows=chunk_rows, progress=progress
+        )
+    _check_finite_logits(hidden.path, result, coords)
     return Predictions(axes=axes, coords=coords, topk=result, norm_applied=normed)
+
+
+def _check_finite_logits(path: Path, result: TopK, coords: list[dict[str, int]]) -> None:
+    """Finite states can still give logits that overflow float32 (|h| ~ 1e38): an error, never inf/NaN ranks with exit 0."""
+    bad = ~(np.isfinite(result.logsumexp) & np.isfinite(result.logits).all(axis=1))  # (N,)
+    if not bad.any():
+        return
+    where = ["; ".join(f"{a} {i}" for a, i in coords[n].items()) for n in np.flatnonzero(bad)[:3]]
+    more = f" and {int(bad.sum()) - 3} more" if bad.sum() > 3 else ""
+    raise HiddenStateError(
+        path,
+        f"logits are not finite in float32 at {', '.join(where)}{more}",
+        hint="the states (after the norm) or the head hold values too large to multiply in float32",
+    )

@@ -33,10 +33,20 @@ def run(*args: str, ok: bool = True):
     return result
 
 
+def strict_loads(text: str):
+    """RFC 8259 JSON only: Python's parser otherwise accepts NaN, Infinity and -Infinity."""
+
+    def refuse(token: str):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def run_json(*args: str, exit_code: int = 0) -> dict:
+    """The command's --json output, parsed as strict JSON (every test that reads JSON checks that it is JSON)."""
     result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json"])
     assert result.exit_code == exit_code, result.output + repr(result.exception)
-    return json.loads(result.stdout)
+    return strict_loads(result.stdout)
 
 
 @pytest.fixture

@@ -11,18 +11,9 @@ import pytest
 from lmhead_cli.render import strict_json
 
 from builders import llama_config, llama_tensors, write_checkpoint
-from conftest import SAMPLES, run, run_json
+from conftest import SAMPLES, run, run_json, strict_loads
 
 V, D = 64, 16
-
-
-def strict_loads(text: str):
-    """RFC 8259 JSON only: Python's parser otherwise accepts NaN, Infinity and -Infinity."""
-
-    def refuse(token: str):
-        raise ValueError(f"not JSON: {token}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.fixture

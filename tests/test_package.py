@@ -85,3 +85,11 @@ def test_ruff_is_clean(args):
     paths = ["lmhead_cli", "tests", "sample_weights", "benchmarks"]
     result = subprocess.run([sys.executable, "-m", "ruff", *args, *paths], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_names_every_fixture_generator():
+    """The README says each fixture was made by a committed script: every generator is named there."""
+    readme = (ROOT / "README.md").read_text()
+    scripts = sorted((ROOT / "tests" / "fixtures").glob("make_*.py")) + sorted((ROOT / "sample_weights").glob("make_*.py"))
+    assert scripts
+    assert [s.name for s in scripts if s.name not in readme] == []

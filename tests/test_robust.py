@@ -584,3 +584,26 @@ def test_a_100_mb_header_of_a_million_tensors_is_refused_promptly_in_bounded_mem
     assert time.monotonic() - start < 30
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: {file}: not a valid safetensors file: header lists about 1,340,000 tensors"), proc.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--layers"]])
+def test_finite_states_whose_logits_overflow_are_bad_input(tmp_path, extra):
+    """States of ~3e38 are finite (they pass the NaN/Inf check) but their logits overflow float32: before, topk printed
+    `inf`/`nan` ranks with exit 0 and numpy's RuntimeWarnings on stderr; now one error line, exit 2."""
+    sample = ROOT / "sample_weights" / "gpt2-tied"
+    h = np.full((3, 64), 3e38, np.float32)
+    h[0, ::2] = -3e38
+    path = tmp_path / "huge.npy"
+    np.save(path, h[None] if extra == ["--layers"] else h)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmhead_cli", "topk", str(sample), str(path), "--no-norm", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"error: {path}: logits are not finite in float32 at "), proc.stderr
+    assert all(line.startswith("hint: ") for line in lines[1:]), proc.stderr

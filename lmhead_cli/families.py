@@ -1912,7 +1912,8 @@ UNCOVERED: dict[str, str] = {'bert': 'a dense layer (cls.predictions.transform.d
  'gemma4_assistant': "a speculative-decoding drafter, not a standalone decoder: its forward needs the target model's inputs_embeds (2 × "
                      'backbone_hidden_size wide) and shared_kv_states, so it cannot run from token ids, and its default config fails its '
                      "own validation (hidden_size_per_layer_input must be 0); its layers are gemma4_text's (model.norm → lm_head, or a "
-                     'centroid-masked head when use_ordered_embeddings)',
+                     'centroid-masked head when use_ordered_embeddings), with its eps in text_config, which lmhead reads only for the '
+                     'multimodal wrappers',
  'gemma4_unified': 'a composite config (text_config): a multimodal or encoder-decoder model whose language model is its own type '
                    '(text_config is gemma4_unified_text)',
  'gemma4_unified_assistant': 'a composite config (text_config): a multimodal or encoder-decoder model whose language model is its own type '

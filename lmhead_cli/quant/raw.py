@@ -3,7 +3,7 @@
 Arrays are views of a read-only memory map of the tensor's own bytes, made per
 call and dropped after, so slicing a column range of a packed matrix reads only
 the pages it touches. bfloat16 and float8 are decoded with integer arithmetic
-(exact), not ml_dtypes.
+(exact) by ``..dtypes``, not ml_dtypes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..dtypes import NARROW_FLOATS, to_float32
 from ..errors import CheckpointError
 from ..formats.base import TensorInfo
 
@@ -68,40 +69,10 @@ def small(info: TensorInfo) -> np.ndarray:
     return np.array(mapped(info))
 
 
-def _fp8_table(exponent_bits: int, bias: int, finite_only: bool) -> np.ndarray:
-    """float32 value of every byte of an 8-bit float: 1 sign bit, ``exponent_bits``, the rest mantissa."""
-    mantissa_bits = 7 - exponent_bits
-    codes = np.arange(256)
-    sign = np.where(codes & 0x80, -1.0, 1.0)
-    exp = (codes >> mantissa_bits) & ((1 << exponent_bits) - 1)
-    man = codes & ((1 << mantissa_bits) - 1)
-    normal = (1 + man / (1 << mantissa_bits)) * np.exp2(exp - bias)
-    subnormal = (man / (1 << mantissa_bits)) * np.exp2(1 - bias)
-    values = sign * np.where(exp == 0, subnormal, normal)
-    top = (1 << exponent_bits) - 1
-    if finite_only:  # e4m3fn: only S.1111.111 is NaN; no infinities
-        values[(codes & 0x7F) == 0x7F] = np.nan
-    else:  # e5m2: IEEE-like
-        values[(exp == top) & (man == 0)] = sign[(exp == top) & (man == 0)] * np.inf
-        values[(exp == top) & (man != 0)] = np.nan
-    return values.astype(np.float32)
-
-
-FP8_E4M3 = _fp8_table(4, 7, finite_only=True)
-FP8_E5M2 = _fp8_table(5, 15, finite_only=False)
-E8M0 = np.where(np.arange(256) == 255, np.nan, np.exp2(np.arange(256, dtype=np.float64) - 127)).astype(np.float32)
-
-
 def as_float32(values: np.ndarray, dtype: str) -> np.ndarray:
     """Stored values (viewed as ``STORAGE[dtype]``) widened exactly to float32."""
-    if dtype == "BF16":
-        return (values.astype(np.uint32) << 16).view(np.float32)
-    if dtype == "F8_E4M3":
-        return FP8_E4M3[values]
-    if dtype == "F8_E5M2":
-        return FP8_E5M2[values]
-    if dtype == "F8_E8M0":
-        return E8M0[values]
+    if dtype in NARROW_FLOATS:  # bf16 and the float8 kinds: the same exact widening every reader uses
+        return to_float32(values, dtype)
     return values.astype(np.float32)
 
 

@@ -32,7 +32,6 @@ A reader must:
 from __future__ import annotations
 
 import math
-import mmap
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -48,7 +47,6 @@ __all__ = [
     "F32Array",
     "F64Array",
     "BufferPool",
-    "FileMap",
     "Format",
     "Reader",
     "Storage",
@@ -236,38 +234,3 @@ def fill_exact(fd: int, buf: U8Array, offset: int, path: Path) -> None:
         if got <= 0:
             raise CheckpointError(path, "file changed while being read")
         done += got
-
-
-class FileMap:
-    """A read-only map of a whole file, handed out in windows that are released after use.
-
-    Reading through the map avoids copying out of the page cache (the copy was
-    two thirds of a byte comparison's time); releasing each window with
-    ``MADV_DONTNEED`` when its caller is done keeps resident memory bounded by
-    the window, as positional reads would. The file must not shrink while it
-    is mapped (a truncated map faults); headers are validated against the
-    file's size before any window is read.
-    """
-
-    def __init__(self, fd: int):
-        self._fd = fd
-        self._map: mmap.mmap | None = None  # made on first use: header-only commands never map
-
-    @contextmanager
-    def window(self, offset: int, nbytes: int) -> Iterator[U8Array]:
-        """``nbytes`` at ``offset`` as a uint8 view, valid inside the ``with`` block."""
-        if self._map is None:
-            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
-        try:
-            yield np.frombuffer(self._map, dtype=np.uint8, count=nbytes, offset=offset)
-        finally:
-            start = offset - offset % mmap.PAGESIZE
-            if nbytes:
-                self._map.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
-
-    def close(self) -> None:
-        try:
-            if self._map is not None:
-                self._map.close()
-        except BufferError:  # a caller (or a traceback) still holds a view; the map goes with it
-            pass

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from lmhead_cli.cli import cli
 
+from builders import llama_config, llama_tensors, write_checkpoint
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "fixtures" / "reference"
 SAMPLES = ROOT / "sample_weights"
@@ -89,3 +91,14 @@ def without_paths(data):
 
 
 PATH_FIELDS = {"checkpoint", "files", "hidden", "tokenizer_source"}
+
+
+@pytest.fixture
+def model(tmp_path):
+    """A small random Llama (V = 64, d = 16) in a folder, its tensors, and 6 hidden states (array and .npy path)."""
+    vocab, hidden = 64, 16
+    t = llama_tensors(vocab=vocab, hidden=hidden)
+    folder = write_checkpoint(tmp_path / "m", t, llama_config(vocab=vocab, hidden=hidden))
+    h = np.random.default_rng(5).normal(size=(6, hidden)).astype(np.float32)
+    np.save(tmp_path / "h.npy", h)
+    return folder, t, h, tmp_path / "h.npy"

@@ -16,15 +16,6 @@ from conftest import SAMPLES, run, run_json, strict_loads
 V, D = 64, 16
 
 
-@pytest.fixture
-def model(tmp_path):
-    t = llama_tensors(vocab=V, hidden=D)
-    folder = write_checkpoint(tmp_path / "m", t, llama_config(vocab=V, hidden=D))
-    h = np.random.default_rng(5).normal(size=(6, D)).astype(np.float32)
-    np.save(tmp_path / "h.npy", h)
-    return folder, t, tmp_path / "h.npy"
-
-
 # ------------------------------------------------------------------ float64 tensors in PyTorch check-tying
 
 
@@ -74,14 +65,14 @@ def test_f64_values_differing_below_float32_resolution_still_differ(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [(V, "target id 64 at position 2 is outside the head's 64 rows"), (-1, "id -1 is negative")])
 def test_targets_outside_the_head_are_bad_input(model, bad, message):
-    folder, _, h = model
+    folder, _, _, h = model
     targets = ["3", "4", str(bad), "5", "6", "7"]
     result = run("topk", folder, h, "--targets", ",".join(targets), ok=False)
     assert result.exit_code == 2 and message in result.stderr, result.output
 
 
 def test_a_target_id_too_large_for_any_integer_is_bad_input(model):
-    folder, _, h = model
+    folder, _, _, h = model
     result = run("topk", folder, h, "--targets", "1,2,3,4,5,99999999999999999999999", ok=False)
     assert result.exit_code == 2 and "larger than any vocabulary" in result.stderr, result.output
 
@@ -101,14 +92,14 @@ def test_targets_in_masked_padding_are_bad_input_unless_padding_is_kept():
 
 @pytest.mark.parametrize("spec", ["5:2", "6:", "0:3,4:4"])
 def test_an_empty_position_range_is_an_error(model, spec):
-    folder, _, h = model
+    folder, _, _, h = model
     result = run("topk", folder, h, "--positions", spec, ok=False)
     assert result.exit_code == 2 and "selects none of the 6 positions" in result.stderr, result.output
 
 
 def test_integer_hidden_states_are_refused_from_pt_as_from_npy(model, tmp_path):
     torch = pytest.importorskip("torch")
-    folder, _, _ = model
+    folder, *_ = model
     ids = np.arange(6 * D).reshape(6, D)
     np.save(tmp_path / "ids.npy", ids)
     torch.save(torch.from_numpy(ids), tmp_path / "ids.pt")
@@ -163,7 +154,7 @@ def test_internal_errors_exit_3(model, monkeypatch, exc):
 
 def test_bad_input_stays_2_and_problems_1(model, tmp_path):
     assert run("count", tmp_path / "missing", ok=False).exit_code == 2
-    folder, t, _ = model
+    folder, t, *_ = model
     del t["lm_head.weight"]
     untied_without_head = write_checkpoint(tmp_path / "u", t, llama_config(vocab=V, hidden=D, tied=False))
     assert run("check-tying", untied_without_head, ok=False).exit_code == 1

@@ -23,15 +23,6 @@ def numpy_logits(t: dict[str, np.ndarray], h: np.ndarray, eps: float = 1e-5) -> 
     return normed @ t["lm_head.weight"].astype(np.float64).T  # (T, d) @ (d, V) -> (T, V)
 
 
-@pytest.fixture
-def model(tmp_path):
-    t = llama_tensors(vocab=V, hidden=D)
-    folder = write_checkpoint(tmp_path / "m", t, llama_config(vocab=V, hidden=D))
-    h = np.random.default_rng(5).normal(size=(6, D)).astype(np.float32)
-    np.save(tmp_path / "h.npy", h)
-    return folder, t, h, tmp_path / "h.npy"
-
-
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64, 1000])
 def test_streaming_in_any_chunk_size_gives_the_same_exact_answer(model, chunk_rows):
     folder, t, h, _ = model

@@ -11,22 +11,28 @@ __version__ = "0.1.0"  # the one place the version lives (pyproject reads it)
 
 from typing import TYPE_CHECKING, Any
 
-# Modules named like the function they export (census, predict) are imported here: importing the
-# submodule later would replace the function on the package. The rest load on first use, so that
-# ``lmhead count`` does not pay for hidden-state files, tying or tokenizers.
+# ``census`` is both a function and the module that defines it: importing the submodule later would
+# replace the function on the package, so it is imported here (``count`` needs it anyway). Everything
+# else loads on first use, so that ``lmhead count`` pays neither for hidden-state files, tying,
+# tokenizers nor the head matmul.
 from .anatomy import FinalNorm, HeadAnatomy, LogitTransform, locate_head
 from .census import Census, Group, census
 from .checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from .errors import AnatomyError, CheckpointError, HiddenStateError, LmheadError, TokenizerError
-from .head import TopK, apply_final_norm, project
-from .predict import Predictions, predict
 
 if TYPE_CHECKING:
+    from .head import TopK, apply_final_norm, project
     from .hidden import HiddenStates, load_hidden
+    from .prediction import Predictions, predict
     from .tokens import Vocabulary, load_vocabulary
     from .tying import TyingReport, ValueComparison, compare_values, diagnose_tying
 
 _LAZY = {
+    "TopK": "head",
+    "apply_final_norm": "head",
+    "project": "head",
+    "Predictions": "prediction",
+    "predict": "prediction",
     "HiddenStates": "hidden",
     "load_hidden": "hidden",
     "Vocabulary": "tokens",

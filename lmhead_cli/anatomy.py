@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checkpoint import Checkpoint, Format
-from .compare import compare_values
 from .conventions import (
     ARCHITECTURE_TYPES,
     BUFFER_PATTERNS,
-    CONVENTIONS,
     EMBEDDING_PATTERNS,
     EPS_KEYS,
     HEAD_PATTERNS,
@@ -25,9 +23,9 @@ from .conventions import (
     Convention,
     NormKind,
     TransformKind,
+    convention,
 )
 from .errors import AnatomyError, LmheadError
-from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
 from .problems import Problem, ProblemKind
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
@@ -141,12 +139,14 @@ def locate_head(
     """
     overrides = overrides or Overrides()
     gguf = ckpt.format is Format.GGUF
+    if gguf:  # llama.cpp's per-architecture rules: loaded only for a GGUF
+        from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
     config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
     lm = None if gguf else language_config(config)
     nest = lm if lm is not None and lm.nesting is not None else None  # a wrapper's language model, nested
     settings = nest.config if nest else config  # where the language model's sizes, norm and eps live
     arch = _gguf_architecture(ckpt.metadata) if gguf else architecture_of(settings)
-    conv = gguf_convention(arch, ckpt.metadata) if gguf else CONVENTIONS.get(arch) if arch else None
+    conv = gguf_convention(arch, ckpt.metadata) if gguf else convention(arch) if arch else None
     where = "GGUF metadata" if gguf else (f"config {nest.nesting}" if nest else "config")
     explain: dict[str, str] = {}
     names = ckpt.tensors
@@ -419,6 +419,8 @@ def _values_identical(ckpt: Checkpoint, emb: str | None, head: str | None, expla
     depends on data, so ``count`` reads it (stopping at the first differing chunk)."""
     if emb is None or head is None or ckpt.tensors[emb].shape != ckpt.tensors[head].shape:
         return None
+    from .compare import compare_values
+
     try:
         return compare_values(ckpt, ckpt.tensors[emb], ckpt.tensors[head]).identical
     except LmheadError as exc:  # e.g. integer tensors: not a head anyone can use as one

@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,9 +17,11 @@ from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .conventions import NormKind
 from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
-from .tokens import Vocabulary, load_vocabulary, vocabulary_from_tokens
 
-# Modules only some commands use (hidden-state files, tying, prediction) are imported inside them.
+if TYPE_CHECKING:
+    from .tokens import Vocabulary
+
+# Modules only some commands use (tokenizers, hidden-state files, tying, prediction) are imported inside them.
 
 EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
 EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
@@ -162,10 +164,11 @@ def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
-    if tokenizer is not None:
-        return load_vocabulary(tokenizer)
-    if ckpt.tokenizer_path is not None:
-        return load_vocabulary(ckpt.tokenizer_path)
+    source = tokenizer if tokenizer is not None else ckpt.tokenizer_path
+    if source is not None:
+        from .tokens import load_vocabulary
+
+        return load_vocabulary(source)
     if ckpt.tokens is not None and not ckpt.tokens:  # an empty list would mask every head row as padding
         hint = "pass the model's tokenizer.json with --tokenizer"
         raise TokenizerError(ckpt.path, "tokenizer.ggml.tokens holds no tokens", hint=hint)
@@ -177,6 +180,8 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         if isinstance(reader, GGUFFile):
             return gguf_vocabulary(reader)
     if ckpt.tokens is not None:
+        from .tokens import vocabulary_from_tokens
+
         return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
     return None
 
@@ -391,7 +396,7 @@ def topk(
     from . import render
     from .head import norm_weight_warnings
     from .hidden import load_hidden
-    from .predict import check_targets, predict, select_positions, targets_from_ids, targets_from_text
+    from .prediction import check_targets, predict, select_positions, targets_from_ids, targets_from_text
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:

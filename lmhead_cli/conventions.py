@@ -107,7 +107,8 @@ class Convention:
 LLAMA = Convention(family="llama")
 
 # Written by hand: what make_families.py does not build (T5 is an encoder-decoder, outside the causal-LM
-# mapping; checked by tests/fixtures/reference/t5*). Generated entries are added from families.py below.
+# mapping; checked by tests/fixtures/reference/t5*). Generated entries (families.py) are added by
+# ``convention`` when first asked for; no hand-written type is also a generated one (tests/test_families.py).
 CONVENTIONS: dict[str, Convention] = {
     "t5": Convention(
         family="t5",
@@ -196,8 +197,17 @@ ARCHITECTURE_TYPES = {
 }
 
 for _type, _entry in FAMILIES.items():
-    CONVENTIONS[_type] = replace(_generated(_type, _entry), **PATCHES.get(_type, {}))
     ARCHITECTURE_TYPES.setdefault(_entry["class"], _type)
+
+
+def convention(model_type: str) -> Convention | None:
+    """The table's entry for ``model_type``, or None. Generated entries become Conventions on first
+    use: building all of them at import cost every command a few milliseconds of start-up."""
+    found = CONVENTIONS.get(model_type)
+    if found is None and model_type in FAMILIES:
+        found = CONVENTIONS[model_type] = replace(_generated(model_type, FAMILIES[model_type]), **PATCHES.get(model_type, {}))
+    return found
+
 
 # Tensors that are buffers, not parameters: transformers does not count them.
 BUFFER_PATTERNS = (

@@ -7,13 +7,13 @@ change the terminal (rich markup is escaped later, in ``render``).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import TokenizerError
+from .escape import visible
 from .files import read_regular
 
 if TYPE_CHECKING:
@@ -23,21 +23,6 @@ __all__ = ["Vocabulary", "load_vocabulary", "visible"]
 
 PADDING = "⟨pad⟩"
 MAX_TOKENIZER_BYTES = 2**30  # the largest tokenizer.json files on the hub are tens of MB
-VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def visible(text: str) -> str:
-    """Spaces as ␣, newlines and tabs escaped, every other control or format character as \\xNN / \\uNNNN."""
-    out = []
-    for ch in text:
-        if ch in VISIBLE:
-            out.append(VISIBLE[ch])
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _gpt2_byte_alphabet() -> dict[str, int]:

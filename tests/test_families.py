@@ -9,13 +9,15 @@ from the final norm's input and output. Nothing here imports torch or transforme
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lmhead_cli import locate_head, open_checkpoint, project
-from lmhead_cli.conventions import CONVENTIONS, NormKind, TransformKind
+from lmhead_cli.conventions import NormKind, TransformKind, convention
 from lmhead_cli.families import FAMILIES, MAPPING_TYPES, UNCOVERED
 
 from conftest import ROOT, run_json
@@ -72,7 +74,16 @@ def test_table_is_current_with_the_fixture(case):
     _, meta, _ = family(case)
     entry = json.loads(json.dumps(FAMILIES[case]))  # tuples as lists, as in reference.json
     assert entry == meta["convention"]
-    assert CONVENTIONS[case].source == "generated"
+    built = convention(case)
+    assert built is not None and built.source == "generated"
+
+
+def test_hand_written_conventions_are_not_generated_types():
+    """``convention`` prefers a hand-written entry: none may silently hide a generated one."""
+    code = "import json; from lmhead_cli.conventions import CONVENTIONS; print(json.dumps(sorted(CONVENTIONS)))"  # as imported
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    hand = json.loads(out)
+    assert hand and not set(hand) & set(FAMILIES)
 
 
 @pytest.mark.parametrize("case", CASES)

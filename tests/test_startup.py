@@ -47,11 +47,35 @@ def test_no_heavy_imports(args: tuple) -> None:
     assert modules_loaded(*args) == []
 
 
-def test_count_does_not_load_what_it_does_not_use() -> None:
+NOT_FOR_COUNT = (
+    "lmhead_cli.hidden",  # hidden-state files
+    "lmhead_cli.tying",
+    "lmhead_cli.compare",  # value comparison: only when the values decide tying
+    "lmhead_cli.head",  # the head matmul
+    "lmhead_cli.prediction",
+    "lmhead_cli.gguf_conventions",  # llama.cpp's rules: only for a GGUF
+    "zipfile",
+    "numpy.typing",
+)
+
+
+def loaded_by_count(ckpt, *flags: str) -> list[str]:
+    watched = NOT_FOR_COUNT + ("lmhead_cli.tokens", "rich.table")
     code = (
-        "import sys; from lmhead_cli.cli import main; sys.argv = ['lmhead', 'count', sys.argv[1]]\n"
+        "import json, sys; from lmhead_cli.cli import main; sys.argv = ['lmhead', 'count', *json.loads(sys.argv[1])]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('lmhead_cli.hidden', 'lmhead_cli.tying', 'zipfile') if m in sys.modules), file=sys.stderr)"
+        f"print(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)), file=sys.stderr)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(LLAMA)], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stderr.strip().splitlines()[-1] == "[]"
+    args = json.dumps([str(ckpt), *flags])
+    out = subprocess.run([sys.executable, "-c", code, args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stderr.strip().splitlines()[-1])
+
+
+def test_count_does_not_load_what_it_does_not_use(tmp_path) -> None:
+    assert loaded_by_count(LLAMA) == ["lmhead_cli.tokens", "rich.table"]  # the tokenizer sizes the vocabulary; the table
+    bare = tmp_path / "model"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((LLAMA / name).read_bytes())
+    assert loaded_by_count(bare) == ["rich.table"]  # no tokenizer.json: no tokenizer code
+    assert loaded_by_count(bare, "--json") == []  # JSON draws no table

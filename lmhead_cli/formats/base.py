@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
 __all__ = [
     "F32Array",
@@ -57,9 +56,10 @@ __all__ = [
     "pread_exact",
 ]
 
-F32Array = npt.NDArray[np.float32]
-F64Array = npt.NDArray[np.float64]
-U8Array = npt.NDArray[np.uint8]
+# numpy.typing.NDArray spelled out: importing numpy.typing costs start-up time and adds nothing here
+F32Array = np.ndarray[Any, np.dtype[np.float32]]
+F64Array = np.ndarray[Any, np.dtype[np.float64]]
+U8Array = np.ndarray[Any, np.dtype[np.uint8]]
 
 
 class Format(str, Enum):

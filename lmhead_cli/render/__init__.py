@@ -14,18 +14,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
-from rich.panel import Panel
 from rich.segment import Segment, Segments
-from rich.table import Table
 from rich.text import Text as RichText
 
 from ..errors import LmheadError
-from ..tokens import visible
+from ..escape import visible
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 PLAIN_WIDTH = 200  # pipes have no width; do not wrap tables at 80 columns
 RICH_STRIPS = frozenset("\x07\x08\x0b\x0c\r")  # rich deletes these from text (rich.control.STRIP_CONTROL_CODES)
@@ -88,6 +89,9 @@ def _escape_controls(text: str) -> str:
 def _plain(renderable: RenderableType) -> RenderableType:
     """No box drawing when stdout is not a terminal: tables as aligned columns, panels as their
     title and contents. Easy to grep and cut."""
+    from rich.panel import Panel  # here, not at the top: ``--json`` never draws a table
+    from rich.table import Table
+
     if isinstance(renderable, Group):
         return Group(*(_plain(item) for item in renderable.renderables))
     if isinstance(renderable, Table):

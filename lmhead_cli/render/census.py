@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group as RichGroup
-from rich.table import Table
 
 from ..anatomy import HeadAnatomy
 from ..census import Census, Quantization
@@ -112,6 +111,8 @@ def _norm_json(anatomy: HeadAnatomy) -> dict[str, Any] | None:
 
 
 def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
+    from rich.table import Table  # here, not at the top: ``count --json`` draws no table
+
     title = Text(
         f"{ckpt.path}  ({_architecture(anatomy)}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold"
     )

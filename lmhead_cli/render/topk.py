@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 
 from ..anatomy import HeadAnatomy
-from ..predict import Predictions
+from ..prediction import Predictions
 from ..tokens import Vocabulary
 from . import Text
 

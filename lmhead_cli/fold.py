@@ -60,9 +60,10 @@ class Fold:
             mask = logits >= _kth_largest(logits, k)
         else:
             mask = np.ones(logits.shape, dtype=bool)
-        rows, cols = np.nonzero(mask)  # candidate (row, state) pairs
-        if len(rows):
-            self._merge(cols, rows + start, logits[rows, cols])
+        flat = np.flatnonzero(mask)  # candidates, as flat indices: a 2-D np.nonzero costs ~15x more
+        if len(flat):
+            rows, cols = np.divmod(flat, logits.shape[1])  # (row, state) pairs
+            self._merge(cols, rows + start, logits.reshape(-1)[flat])
 
     def _merge(self, states: np.ndarray, ids: np.ndarray, vals: np.ndarray) -> None:
         """Merge candidates into the top-k of the states they belong to: sort by (state, value desc, id asc), keep k each."""

@@ -64,14 +64,15 @@ def apply_final_norm(x: np.ndarray, norm: FinalNorm, weight: np.ndarray | None, 
     kind = NormKind(norm.kind)  # an unknown kind fails here, loudly
     if kind is NormKind.NONE:
         return x.astype(np.float32)
-    x = x.astype(np.float64)  # (N, d)
+    y = x.astype(np.float64)  # (N, d), a copy: every step below works in place on it
     if kind.centred:
-        x = x - x.mean(axis=-1, keepdims=True)
-    y = x / np.sqrt((x**2).mean(axis=-1, keepdims=True) + norm.eps)  # (N, d)
+        y -= y.mean(axis=-1, keepdims=True)
+    mean_square = np.einsum("...d,...d->...", y, y) / y.shape[-1]  # (N,) without an (N, d) temporary
+    y /= np.sqrt(mean_square + norm.eps)[..., None]
     if weight is not None and kind.weighted:
-        y = y * (1.0 + weight if kind.one_plus else weight)
+        y *= 1.0 + weight if kind.one_plus else weight
     if bias is not None and kind.centred:
-        y = y + bias
+        y += bias
     return y.astype(np.float32)
 
 

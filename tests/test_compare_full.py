@@ -32,3 +32,34 @@ def test_identical_bytes_with_infinities_are_measured(tmp_path, dtype: str, valu
     c = data["comparison"]
     assert c["identical_rows_fraction"] == 1.0  # inf == inf
     assert c["mean_row_cosine"] is None  # inf / inf: NaN, written as null
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_identical_bytes_with_a_nan_are_measured(tmp_path, dtype: str) -> None:
+    """A NaN's exponent bits are all ones, as an infinity's: the bit check must send it to the values too."""
+    t = llama_tensors(vocab=40, hidden=8, dtype=getattr(ml_dtypes, dtype) if dtype == "bfloat16" else np.dtype(dtype))
+    t["model.embed_tokens.weight"][5, 1] = np.nan
+    t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()
+    data = run_json("check-tying", write_checkpoint(tmp_path / "m", t, llama_config(vocab=40, hidden=8)), "--full")
+    assert data["values_identical"] is True  # the same bytes
+    assert data["comparison"]["identical_rows_fraction"] == 39 / 40  # NaN != NaN as values: row 5 differs
+
+
+@pytest.mark.parametrize("memcmp", [True, False])
+def test_bytes_equal_agrees_with_numpy(monkeypatch, memcmp: bool) -> None:
+    from lmhead_cli import compare
+
+    if not memcmp:  # a platform without a C library to call: numpy's comparison
+        monkeypatch.setattr(compare, "_memcmp", lambda: None)
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 7, 8, 4097, 2**20 + 3):
+        x = rng.integers(0, 256, size, dtype=np.uint8)
+        y = x.copy()
+        assert compare.bytes_equal(x, y)
+        for where in {0, size // 2, size - 1} if size else set():
+            z = x.copy()
+            z[where] ^= 1
+            assert not compare.bytes_equal(x, z) and not compare.bytes_equal(z, x)
+    assert not compare.bytes_equal(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
+    strided = np.arange(20, dtype=np.uint8)[::2]  # not contiguous: numpy compares it
+    assert compare.bytes_equal(strided, strided.copy()) and not compare.bytes_equal(strided, strided[::-1].copy())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +44,10 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
     chunk = max(1, COMPARE_CHUNK_BYTES // max(row_bytes, 1))
     wide = np.float64 if "F64" in (a.dtype, b.dtype) else np.float32
     stats = _Stats() if full else None
-    scratch = _Scratch() if full else None  # --full also checks that identical rows are finite
     identical = True
     done = 0
-    for start in range(0, rows, chunk):
-        stop = min(start + chunk, rows)
-        same, finite = _same_bytes(ckpt, a, b, start, stop, scratch)
+    bounds = [(start, min(start + chunk, rows)) for start in range(0, rows, chunk)]
+    for (start, stop), (same, finite) in zip(bounds, _byte_verdicts(ckpt, a, b, bounds, full), strict=False):
         if same and stats is None:
             done = stop
             continue
@@ -168,6 +168,32 @@ def _same_bytes(
         if a.dtype in EXPONENT_BITS and a.name not in ckpt.quantized:
             return True, _finite_bits(a, flat_x, scratch)
     return True, _all_finite(ckpt, a, start, stop)
+
+
+def _byte_verdicts(
+    ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, bounds: list[tuple[int, int]], full: bool
+) -> Iterator[tuple[bool, bool]]:
+    """``_same_bytes`` of each chunk, in order. Local files are read two chunks at a time, in two threads:
+    positioned reads and memcmp release the GIL, so reading and comparing use both cores. The caller may
+    stop early; at most one chunk past that is read."""
+    scratches = [_Scratch(), _Scratch()] if full else [None, None]  # one per chunk in flight
+    if ckpt.remote is not None or a.name in ckpt.quantized or b.name in ckpt.quantized or len(bounds) < 2:
+        for start, stop in bounds:  # the hub's and the dequantizers' reads are not shared between threads
+            yield _same_bytes(ckpt, a, b, start, stop, scratches[0])
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lmhead-compare")
+    try:
+        pending: deque[Future[tuple[bool, bool]]] = deque()
+        for i, (start, stop) in enumerate(bounds):
+            pending.append(pool.submit(_same_bytes, ckpt, a, b, start, stop, scratches[i % 2]))
+            if len(pending) == 2:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _values(ckpt: Checkpoint, info: TensorInfo, start: int, stop: int, wide: type) -> np.ndarray:

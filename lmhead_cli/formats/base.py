@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -188,16 +189,19 @@ def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> U8Array:
 class BufferPool:
     """Positioned reads of one file into buffers that are reused from call to call.
 
-    ``read`` lends a buffer for a ``with`` block (two may be lent at once: a byte comparison holds the
-    embedding's rows and the head's). Reused buffers cost no page faults after the first use, so the copy
-    out of the page cache runs at memory speed; unlike a memory map, a file that shrinks under us gives a
-    short read (``file changed while being read``), never a SIGBUS.
+    ``read`` lends a buffer for a ``with`` block (several may be lent at once: a byte comparison holds the
+    embedding's rows and the head's, in two threads at a time). Reused buffers cost no page faults after the
+    first use, so the copy out of the page cache runs at memory speed; unlike a memory map, a file that
+    shrinks under us gives a short read (``file changed while being read``), never a SIGBUS.
     """
+
+    KEEP = 4  # idle buffers kept: two threads, each holding two tensors' rows
 
     def __init__(self, fd: int, path: Path):
         self._fd = fd
         self._path = path
         self._free: list[U8Array] = []
+        self._lock = threading.Lock()  # lending and returning; the reads themselves run in parallel
 
     @contextmanager
     def read(self, offset: int, nbytes: int) -> Iterator[U8Array]:
@@ -208,15 +212,17 @@ class BufferPool:
             fill_exact(self._fd, view, offset, self._path)
             yield view
         finally:
-            self._free.append(buf)
+            with self._lock:
+                self._free.append(buf)
 
     def _take(self, nbytes: int) -> U8Array:
         """The smallest idle buffer that fits (by position: arrays compare elementwise), or a new one."""
-        fits = [i for i, b in enumerate(self._free) if b.size >= nbytes]
-        if fits:
-            return self._free.pop(min(fits, key=lambda i: self._free[i].size))
-        if len(self._free) >= 2:  # keep at most two idle buffers: drop the smallest, which is too small anyway
-            self._free.pop(min(range(len(self._free)), key=lambda i: self._free[i].size))
+        with self._lock:
+            fits = [i for i, b in enumerate(self._free) if b.size >= nbytes]
+            if fits:
+                return self._free.pop(min(fits, key=lambda i: self._free[i].size))
+            if len(self._free) >= self.KEEP:  # drop the smallest idle buffer, which is too small anyway
+                self._free.pop(min(range(len(self._free)), key=lambda i: self._free[i].size))
         return np.empty(nbytes, dtype=np.uint8)
 
     def close(self) -> None:

@@ -294,9 +294,10 @@ class RemoteSafetensors:
 
         Chunks of head rows ask for consecutive column ranges (GPTQ's and AWQ's words run along the input
         dimension), and a request per stored row per chunk would be thousands of requests: a window of columns
-        up to ``COLUMN_WINDOW_BYTES`` (the whole tensor when it fits) is fetched instead, one ranged request
-        per row's span (or per block of whole rows), and the next ranges are cut from it. Every byte is still
-        fetched once when the ranges come in order.
+        up to ``COLUMN_WINDOW_BYTES`` (the whole tensor when it fits; whole rows when what is left of each row
+        is under ``COLUMN_GAP_BYTES``) is fetched instead, one ranged request per row's span (or per block of
+        whole rows), and the next ranges are cut from it. Every byte is fetched about once when the ranges
+        come in order.
         """
         itemsize = self._numpy_dtype(info).itemsize
         if len(info.shape) != 2:
@@ -310,6 +311,8 @@ class RemoteSafetensors:
         if window is None or not window[0] <= start <= stop <= window[1]:
             span = max(stop - start, COLUMN_WINDOW_BYTES // max(rows * itemsize, 1))  # columns a window spans
             first, last = start, min(cols, max(stop, start + span))
+            if (cols - (last - first)) * itemsize <= COLUMN_GAP_BYTES:  # whole rows would be fetched anyway: keep them all
+                first, last = 0, cols
 
             def fill(buf: U8Array, offset: int) -> None:
                 buf[:] = self._files.fetch(self.path, base + offset, buf.size)[0]

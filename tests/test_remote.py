@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -223,9 +224,11 @@ def test_a_quantized_head_is_dequantized_over_hf_from_its_own_bytes(case, hub, m
     fetched = answer("check-tying", url, "--fetch-values", "--full")
     assert (fetched[0], without_paths(fetched[1])) == (local[0], without_paths(local[1]))
     assert fetched[1]["comparison"]["rows_compared"] == 320
-    assert hub.bytes_served("lfs") == one_pass - tensor_bytes(folder, "model.norm.weight") + tensor_bytes(
-        folder, "model.embed_tokens.weight"
-    )
+    values = tensor_bytes(folder, "model.embed_tokens.weight", *head_parts(folder))
+    assert hub.bytes_served("lfs") == header_bytes(folder) + tensor_bytes(folder, *states) + values  # each byte once
+    said = re.search(r"reading up to ([\d,]+) bytes", run("check-tying", url, "--fetch-values").stderr)
+    every = tensor_bytes(folder, "model.embed_tokens.weight", *(n for n in stored_names(folder) if n.startswith("lm_head")))
+    assert said is not None and values <= int(said[1].replace(",", "")) <= every  # "up to": the scales and maps too
     local = answer("topk", folder, hidden, "-k", "4", "--chunk-rows", "48")
     monkeypatch.setattr(remote, "COLUMN_GAP_BYTES", 0)  # each row's span alone, as for a real head's rows of 100s of KiB
     monkeypatch.setattr(remote, "COLUMN_WINDOW_BYTES", 3072)  # column windows of 2 chunks of 48 rows, as a real head's 32 MiB

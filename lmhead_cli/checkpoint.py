@@ -25,7 +25,7 @@ from .hub import cached_repo_id, snapshot_blobs
 
 if TYPE_CHECKING:
     from .formats.remote import HubFiles
-    from .quant import QuantizedWeight, Scheme
+    from .quant import QuantizedWeight, Scheme, Stored
 
 __all__ = ["Checkpoint", "Format", "Reader", "TensorInfo", "open_checkpoint"]
 
@@ -63,6 +63,7 @@ class Checkpoint:
     quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
     stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk by stored name, when ``tensors`` differs
     remote: HubFiles | None = field(default=None, repr=False)  # hf://: where rows come from, and the bytes fetched
+    _stored: Stored | None = field(default=None, init=False, repr=False)  # quantized weights' parts, read through the readers
 
     @property
     def files(self) -> list[Path]:
@@ -81,6 +82,14 @@ class Checkpoint:
 
     def _reader(self, info: TensorInfo) -> Reader:
         return self.readers[info.file]
+
+    def stored_parts(self) -> Stored:
+        """Reads of the stored tensors quantized weights are made of (through each file's Reader)."""
+        from .quant import Stored
+
+        if self._stored is None:
+            self._stored = Stored(self._reader)
+        return self._stored
 
     def read_rows(self, name: str, start: int, stop: int) -> F32Array:
         """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized);
@@ -119,17 +128,8 @@ class Checkpoint:
     def _read_quantized(self, weight: QuantizedWeight, start: int, stop: int) -> F32Array:
         from .quant import read_rows
 
-        if self._reader(weight.data).format != Format.SAFETENSORS:
-            reason = f"{weight.module} is {weight.method.value}-quantized; lmhead cannot dequantize it yet (outside safetensors)"
-            raise CheckpointError(self.path, reason)
-        if self.remote is not None:  # the dequantizers read local files
-            raise CheckpointError(
-                self.path,
-                f"{weight.module} is {weight.method.value}-quantized; its values are read from downloaded files only",
-                hint=f"download it (huggingface-cli download {self.remote.repo_id}) and run lmhead on {self.remote.repo_id}",
-            )
         try:
-            return read_rows(weight, start, stop)
+            return read_rows(weight, start, stop, self.stored_parts())
         except CheckpointError as exc:
             raise CheckpointError(self.path if "cannot dequantize" in exc.reason else exc.path, exc.reason, exc.hint) from None
 
@@ -415,7 +415,7 @@ def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     for reader in ckpt.readers.values():
         metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})
     scheme = recognise(ckpt.config, quantize_config, metadata)
-    grouping = group(ckpt.tensors, scheme, metadata=metadata)
+    grouping = group(ckpt.tensors, scheme, ckpt.stored_parts().whole, metadata=metadata)
     ckpt.quantization = scheme
     if not grouping.consumed:
         return

@@ -102,11 +102,16 @@ def value_bytes(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int:
     relation = _shape_relation(emb, head)
     if emb is None or head is None or anatomy.tie.shares_storage or relation not in ("same", "slice", "transposed"):
         return 0
+
+    def stored(info: TensorInfo) -> int:  # a quantized weight's scales, zero points and maps are read too
+        quantized = ckpt.quantized.get(info.name)
+        return quantized.nbytes if quantized is not None else info.nbytes
+
     if relation == "transposed":
         chunks = -(-emb.rows // max(1, COMPARE_CHUNK_BYTES // max(4 * head.rows, 1)))  # as compare_transposed reads
-        return emb.nbytes + chunks * head.nbytes
+        return stored(emb) + chunks * stored(head)
     rows = min(emb.rows, head.rows)
-    return sum(info.nbytes * rows // max(info.rows, 1) for info in (emb, head))
+    return sum(stored(info) * rows // max(info.rows, 1) for info in (emb, head))
 
 
 def values_unread(ckpt: Checkpoint, anatomy: HeadAnatomy) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from lmhead_cli.formats.base import Format, Reader, TensorInfo
+from lmhead_cli.formats.base import Format, Reader, TensorInfo, column_bytes
 from lmhead_cli.formats.gguf import GGUFFile
 from lmhead_cli.formats.safetensors import SafetensorsFile
 
@@ -62,6 +62,9 @@ def test_each_reader_implements_the_protocol(make, tmp_path):
         with reader.stored_rows(info, 1, 3) as raw:
             assert raw.dtype == np.uint8 and raw.shape == (2, 8 * 4)
             assert raw.tobytes() == VALUES[1:3].tobytes()
+        with reader.stored_cols(info, 2, 5) as raw:
+            assert raw.dtype == np.uint8 and raw.shape == (6, 3 * 4)
+            assert raw.tobytes() == np.ascontiguousarray(VALUES[:, 2:5]).tobytes()
         empty = reader.read_rows(info, 2, 2)
         assert empty.shape == (0, 8)
     finally:
@@ -132,6 +135,28 @@ def test_leaf_modules_import_nothing_of_lmhead():
 
 def test_no_reader_method_is_looked_up_by_name():
     """The protocol is complete: nothing asks a reader whether it has a method."""
-    lookup = re.compile(r"""(getattr|hasattr)\([^)]*["'](read_\w*|stored_rows|raw_\w*|close|metadata|tensors)["']""")
+    lookup = re.compile(r"""(getattr|hasattr)\([^)]*["'](read_\w*|stored_\w*|raw_\w*|close|metadata|tensors)["']""")
     for module in sorted(PACKAGE.rglob("*.py")):
         assert not lookup.search(module.read_text()), module
+
+
+@pytest.mark.parametrize("max_gap", [0, 10**9], ids=["each row's span", "whole rows"])
+@pytest.mark.parametrize(("lo", "hi"), [(0, 40), (4, 12), (36, 40), (8, 8)])
+def test_column_bytes_reads_each_span_or_whole_rows(max_gap, lo, hi):
+    """A column range of a row-major tensor: the same bytes whether spans are read one by one or cut from whole rows,
+    and with wide gaps nothing but the spans is read."""
+    stored = np.arange(7 * 40, dtype=np.uint8).reshape(7, 40)  # 7 rows of 40 bytes
+    reads: list[tuple[int, int]] = []
+
+    def fill(buf, offset):
+        reads.append((offset, buf.size))
+        buf[:] = stored.reshape(-1)[offset : offset + buf.size]
+
+    out = column_bytes(fill, 7, 40, lo, hi, max_gap=max_gap, block_bytes=100)  # 100 bytes: two whole rows per read
+    np.testing.assert_array_equal(out, stored[:, lo:hi])
+    if hi == lo:
+        assert reads == []
+    elif max_gap == 0 and hi - lo < 40:
+        assert reads == [(row * 40 + lo, hi - lo) for row in range(7)]
+    else:
+        assert reads == [(0, 80), (80, 80), (160, 80), (240, 40)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,19 +85,6 @@ def answer(*args: object) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.stdout)
 
 
-QUANTIZED_VALUES = "-quantized; its values are read from downloaded files only"
-
-
-def values_over_hf(*args: object) -> tuple[int, dict] | None:
-    """``answer`` for a command that reads values; None where they are quantized (dequantized from local files only)."""
-    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json"])
-    if result.exit_code == 2 and QUANTIZED_VALUES in result.stderr:
-        assert "huggingface-cli download" in result.stderr and "Traceback" not in result.output
-        return None
-    assert result.exit_code in (0, 1), result.output + repr(result.exception)
-    return result.exit_code, json.loads(result.stdout)
-
-
 def extra_bytes_ok(hub, folder: Path) -> bool:
     """Header-only: 8 + header per file; a quantized layout also reads its small state tensors (bitsandbytes
     quant_state, compressed-tensors weight_shape) to learn the dense shape: a few bytes more."""
@@ -121,10 +109,7 @@ def test_same_answers_over_hf_as_on_disk(folder, hub):
     if unread:
         assert "values are not read over hf:// without --fetch-values: counted as untied" in remote["warnings"][0]
         assert remote["tied"] is False
-        fetched = values_over_hf("count", url, "--fetch-values")
-        if fetched is None:
-            return
-        remote = fetched[1]
+        remote = answer("count", url, "--fetch-values")[1]
     assert without_paths(remote) == without_paths(local[1])
 
     local = answer("check-tying", folder)
@@ -133,8 +118,8 @@ def test_same_answers_over_hf_as_on_disk(folder, hub):
     assert extra_bytes_ok(hub, folder) and hub.bytes_served("json") == 0
     evidence = EVIDENCE if unread else (*EVIDENCE, "tie_source", "tied")
     assert {k: remote[k] for k in evidence} == {k: local[1][k] for k in evidence}
-    fetched = values_over_hf("check-tying", url, "--fetch-values")
-    assert fetched is None or (fetched[0], without_paths(fetched[1])) == (local[0], without_paths(local[1]))
+    fetched = answer("check-tying", url, "--fetch-values")
+    assert (fetched[0], without_paths(fetched[1])) == (local[0], without_paths(local[1]))
 
     local = answer("doctor", folder)
     hub.reset_counts()
@@ -143,8 +128,8 @@ def test_same_answers_over_hf_as_on_disk(folder, hub):
     for key in ("vocabulary", "head") if unread else ("counts", "vocabulary", "head", "explain"):
         assert without_paths(remote[key]) == without_paths(local[1][key]), key
     assert {k: remote["tying"][k] for k in evidence} == {k: local[1]["tying"][k] for k in evidence}
-    fetched = values_over_hf("doctor", url, "--fetch-values")
-    assert fetched is None or (fetched[0], without_paths(fetched[1])) == (local[0], without_paths(local[1]))
+    fetched = answer("doctor", url, "--fetch-values")
+    assert (fetched[0], without_paths(fetched[1])) == (local[0], without_paths(local[1]))
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=repo_id)
@@ -154,10 +139,7 @@ def test_topk_over_hf_equals_local(folder, hub, tmp_path):
     hidden = tmp_path / "h.npy"
     np.save(hidden, np.random.default_rng(0).normal(size=(3, d)).astype(np.float32))
     local = answer("topk", folder, hidden, "-k", "3")
-    remote = values_over_hf("topk", f"hf://{repo_id(folder)}", hidden, "-k", "3")
-    if remote is None:  # a quantized head: its values are dequantized from downloaded files only
-        assert folder.parent.name == "quant"
-        return
+    remote = answer("topk", f"hf://{repo_id(folder)}", hidden, "-k", "3")
     if any("--fetch-values" in w for w in remote[1]["warnings"]):  # the stored head is used; it may be the embedding's copy
         np.testing.assert_array_equal(_logits(remote[1]), _logits(local[1]))
         remote = answer("topk", f"hf://{repo_id(folder)}", hidden, "-k", "3", "--fetch-values")
@@ -193,6 +175,72 @@ def test_topk_reads_only_the_norm_and_the_head(sample, tensors, hub, tmp_path):
     n_chunks = (rows + 99) // 100
     assert len(ranged) == 2 * files + len(tensors) - 1 + n_chunks
     assert [r.body_bytes for r in ranged[-n_chunks:]] == [min(100, rows - i) * row_bytes for i in range(0, rows, 100)]
+
+
+QUANT = ROOT / "tests" / "fixtures" / "quant"
+QUANTIZED_HEADS = sorted(p.name for p in QUANT.iterdir() if p.is_dir() and p.name != "mxfp4")  # mxfp4's head is dense
+NOT_READ = ("lm_head.input_scale", "lm_head.weight_format")  # activation scale, format flag: no part of the weight's values
+
+
+def stored_names(folder: Path) -> list[str]:
+    names = []
+    for file in folder.glob("*.safetensors"):
+        raw = file.read_bytes()
+        names += [n for n in json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")]) if n != "__metadata__"]
+    return names
+
+
+def is_state(name: str) -> bool:
+    """Read when the checkpoint is opened, for every module: the dense shape is in them (bitsandbytes, compressed-tensors)."""
+    return ".quant_state." in name or name.endswith(".weight_shape")
+
+
+def head_parts(folder: Path) -> list[str]:
+    """The stored tensors of the quantized head read for its values (the data, its scales, zero points, maps)."""
+    return [n for n in stored_names(folder) if n.startswith("lm_head") and n not in NOT_READ and not is_state(n)]
+
+
+@pytest.mark.parametrize("case", QUANTIZED_HEADS)
+def test_a_quantized_head_is_dequantized_over_hf_from_its_own_bytes(case, hub, monkeypatch, tmp_path):
+    """topk and check-tying --fetch-values over hf:// dequantize the head from ranged reads of its stored tensors:
+    the local answers, and the bytes are the headers, the norm (or the embedding) and each of the head's tensors
+    once (in one chunk; in 7 chunks, GPTQ's and AWQ's input-major words by windows of columns)."""
+    from lmhead_cli.formats import remote
+
+    folder = QUANT / case
+    hub.add_repo(f"quant/{case}", folder)
+    hidden = tmp_path / "h.npy"
+    with np.load(folder / "reference.npz") as npz:
+        np.save(hidden, npz["hidden"])
+    url = f"hf://quant/{case}"
+    states = [n for n in stored_names(folder) if is_state(n)]
+    one_pass = header_bytes(folder) + tensor_bytes(folder, *states, "model.norm.weight", *head_parts(folder))
+    local = answer("topk", folder, hidden, "-k", "4")
+    hub.reset_counts()
+    assert without_paths(answer("topk", url, hidden, "-k", "4")[1]) == without_paths(local[1])
+    assert hub.bytes_served("lfs") == one_pass
+    local = answer("check-tying", folder, "--full")
+    hub.reset_counts()
+    fetched = answer("check-tying", url, "--fetch-values", "--full")
+    assert (fetched[0], without_paths(fetched[1])) == (local[0], without_paths(local[1]))
+    assert fetched[1]["comparison"]["rows_compared"] == 320
+    values = tensor_bytes(folder, "model.embed_tokens.weight", *head_parts(folder))
+    assert hub.bytes_served("lfs") == header_bytes(folder) + tensor_bytes(folder, *states) + values  # each byte once
+    said = re.search(r"reading up to ([\d,]+) bytes", run("check-tying", url, "--fetch-values").stderr)
+    every = tensor_bytes(folder, "model.embed_tokens.weight", *(n for n in stored_names(folder) if n.startswith("lm_head")))
+    assert said is not None and values <= int(said[1].replace(",", "")) <= every  # "up to": the scales and maps too
+    local = answer("topk", folder, hidden, "-k", "4", "--chunk-rows", "48")
+    monkeypatch.setattr(remote, "COLUMN_GAP_BYTES", 0)  # each row's span alone, as for a real head's rows of 100s of KiB
+    monkeypatch.setattr(remote, "COLUMN_WINDOW_BYTES", 3072)  # column windows of 2 chunks of 48 rows, as a real head's 32 MiB
+    hub.reset_counts()
+    assert without_paths(answer("topk", url, hidden, "-k", "4", "--chunk-rows", "48")[1]) == without_paths(local[1])
+    if case in ("gptq", "gptq_act_order", "awq"):  # column ranges fetched as windows: every byte once
+        assert hub.bytes_served("lfs") == one_pass
+        # header (2), norm, then qweight's rows once per window of 96 outputs (4 windows), qzeros and scales whole
+        # (they fit a window), g_idx whole: GPTQ's qweight [8, 320] 8 rows, AWQ's [64, 40] 64 rows
+        assert len(hub.requests("lfs")) == 2 + 1 + (1 + 4 * 8 + 1 + 1 if case != "awq" else 4 * 64 + 1 + 1)
+    else:  # row ranges: a block scale two chunks share (FP8 block, nested absmax) is fetched by both
+        assert one_pass <= hub.bytes_served("lfs") <= one_pass + 8 * -(-320 // 48)
 
 
 def test_fetch_values_says_how_many_bytes_first(hub):

@@ -467,7 +467,7 @@ TRUNCATING = textwrap.dedent(
     def shrinking(read):
         def wrapped(self, *a, **k):
             calls[0] += 1
-            if calls[0] == 2:  # after the first chunk: another process truncates the file to its header
+            if calls[0] == int(os.environ.get("TRUNCATE_AT_CALL", "2")):  # after the first chunk: another process truncates it
                 os.truncate(target, min(t.offset for t in self.tensors.values() if t.offset is not None) + 16)
             return read(self, *a, **k)
         return wrapped
@@ -494,6 +494,27 @@ def test_a_file_that_shrinks_while_read_is_an_error_not_a_sigbus(tmp_path, comma
     proc = subprocess.run([sys.executable, "-c", script, str(weights), *map(str, args)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)  # SIGBUS would be -7 (135 from a shell)
     assert proc.stderr.splitlines()[0] == f"error: {weights}: file changed while being read", proc.stderr
+
+
+@pytest.mark.parametrize(("case", "shard"), [("gptq", "model.safetensors"), ("bnb_nf4", "model-00001-of-00002.safetensors")])
+@pytest.mark.parametrize("command", [["topk", "--chunk-rows", "48"], ["check-tying", "--full"]])
+def test_a_quantized_head_whose_file_shrinks_while_read_is_the_same_error(tmp_path, case, shard, command):
+    """GPTQ (column ranges of input-major words) and bitsandbytes NF4 (byte ranges of flat codes): the parts are read
+    by positioned reads like every other tensor, so a file cut short after the head's first chunk is one line, exit 2."""
+    folder = tmp_path / case
+    shutil.copytree(ROOT / "tests" / "fixtures" / "quant" / case, folder)
+    weights = folder / shard
+    h = write(tmp_path / "h.npy", npy_array(np.ones((3, 64), np.float32)))
+    args = [command[0], folder, *([h] if command[0] == "topk" else []), *command[1:]]
+    script = TRUNCATING.format(root=str(ROOT))
+    at = "3" if command[0] == "topk" else "2"  # topk: the norm, the head's first chunk, then cut; check-tying: the embedding, then cut
+    env = {**os.environ, "TRUNCATE_AT_CALL": at}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(weights), *map(str, args)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)  # SIGBUS would be -7
+    assert proc.stderr.splitlines()[0] == f"error: {weights}: file changed while being read", proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_a_gguf_that_shrinks_while_read_is_the_same_error(tmp_path):

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import reference, run, run_json
+from conftest import ROOT, reference, run, run_json
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402  (needs torch)
@@ -113,3 +113,37 @@ def test_hidden_states_from_a_pt_file(tmp_path):
     torch.save({"h": torch.from_numpy(arrays["norm_input"])}, tmp_path / "h.pt")
     data = run_json("topk", folder, tmp_path / "h.pt", "-k", "1")
     assert [p["top"][0]["token_id"] for p in data["positions"]] == np.argmax(arrays["logits"], 1).tolist()
+
+
+QUANT = ROOT / "tests" / "fixtures" / "quant"
+
+
+# mxfp4: the head is dense. torchao_fp8: its Float8Tensor's dtype (what the product is rounded to) is in the safetensors
+# __metadata__, which a .bin has no place for; torchao's own .bin files pickle the tensor subclass, which weights_only refuses.
+BIN_CASES = sorted(p.name for p in QUANT.iterdir() if (p / "reference.npz").is_file() and p.name not in ("mxfp4", "torchao_fp8"))
+
+
+@pytest.mark.parametrize("case", BIN_CASES)
+def test_a_quantized_head_in_a_bin_file_is_dequantized_as_from_safetensors(case, tmp_path):
+    """The quant fixtures' tensors saved by torch.save: the parts are read through the torch reader (rows, column
+    ranges), and the head equals the reference dequantizer's, as it does from the safetensors files."""
+    from lmhead_cli.anatomy import locate_head
+    from lmhead_cli.checkpoint import open_checkpoint
+
+    folder = QUANT / case
+    state = {name: tensor for file in sorted(folder.glob("*.safetensors")) for name, tensor in load_file(file).items()}
+    out = tmp_path / case
+    out.mkdir()
+    for name in ("config.json", "quantize_config.json"):
+        if (folder / name).is_file():
+            shutil.copy(folder / name, out / name)
+    torch.save(state, out / "pytorch_model.bin")
+    with np.load(folder / "reference.npz") as npz:
+        expected = npz["head"]
+    with open_checkpoint(out) as ckpt:
+        matrix = locate_head(ckpt).head_matrix
+        assert ckpt.quantized[matrix].data.file == out / "pytorch_model.bin"
+        whole = ckpt.read_rows(matrix, 0, 320)
+        chunks = np.concatenate([ckpt.read_rows(matrix, a, min(a + 48, 320)) for a in range(0, 320, 48)])
+    np.testing.assert_array_equal(whole, expected)
+    np.testing.assert_array_equal(chunks, expected)

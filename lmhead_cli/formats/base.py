@@ -22,7 +22,11 @@ A reader must:
   (``read_cols``; a transposed head is compared through it);
 - lend the stored bytes of whole rows for byte comparison (``stored_rows``), a
   context manager yielding uint8 ``(stop - start, row_bytes)``, valid only
-  inside the ``with`` block (it may be a window of a memory map);
+  inside the ``with`` block (it may be a reused buffer);
+- lend the stored bytes of a column range of a 2-D tensor (``stored_cols``),
+  uint8 ``(rows, (stop - start) * itemsize)``, reading each row's span (or
+  whole rows where the gaps between spans are small), never the whole tensor
+  at once: quantized layouts packed input-major (GPTQ, AWQ) are read so;
 - raise ``CheckpointError`` (never return None) for anything it cannot do
   with a tensor: an integer dtype read as numbers, a packed type it can only
   count, rows that cut through quantization blocks;
@@ -52,6 +56,7 @@ __all__ = [
     "Storage",
     "TensorInfo",
     "U8Array",
+    "column_bytes",
     "columns_from_rows",
     "fill_exact",
     "pread_exact",
@@ -152,6 +157,10 @@ class Reader(Protocol):
         """Rows ``start:stop`` as stored, uint8 (stop - start, row_bytes); valid inside the ``with`` block."""
         ...
 
+    def stored_cols(self, info: TensorInfo, start: int, stop: int) -> AbstractContextManager[U8Array]:
+        """Columns ``start:stop`` of a 2-D tensor as stored, uint8 (rows, (stop - start) * itemsize); valid inside the ``with`` block."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -164,6 +173,34 @@ def columns_from_rows(
     for first in range(0, rows, chunk_rows):
         last = min(first + chunk_rows, rows)
         out[first:last] = read_rows(info, first, last)[:, start:stop]
+    return out
+
+
+def column_bytes(
+    fill: Callable[[U8Array, int], None], rows: int, row_bytes: int, lo: int, hi: int, max_gap: int, block_bytes: int
+) -> U8Array:
+    """Bytes ``lo:hi`` of every row of a row-major tensor, uint8 (rows, hi - lo).
+
+    ``fill(buf, offset)`` fills ``buf`` with the tensor's bytes from ``offset`` (counted from its first
+    byte). Where the bytes between two rows' spans are at most ``max_gap``, whole rows are read,
+    ``block_bytes`` at a time, and sliced (fewer, larger reads); otherwise each row's span is read
+    straight into the result. Memory: the result plus one block.
+    """
+    width = hi - lo
+    out = np.empty((rows, width), dtype=np.uint8)  # (R, hi - lo)
+    if not rows or not width:
+        return out
+    if row_bytes - width > max_gap:  # wide gaps: one read per row, nothing read that is not needed
+        for row in range(rows):
+            fill(out[row], row * row_bytes + lo)
+        return out
+    step = max(1, block_bytes // row_bytes)
+    block = np.empty(min(step, rows) * row_bytes, dtype=np.uint8)
+    for first in range(0, rows, step):
+        last = min(first + step, rows)
+        view = block[: (last - first) * row_bytes]
+        fill(view, first * row_bytes)
+        out[first:last] = view.reshape(last - first, row_bytes)[:, lo:hi]
     return out
 
 

@@ -28,7 +28,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC,
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows, pread_exact
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact, pread_exact
 
 __all__ = ["GGUFFile"]
 
@@ -64,6 +64,8 @@ PLAIN: dict[str, np.dtype] = {
     "I64": np.dtype("<i8"),
 }
 INTEGER = {"I8", "I16", "I32", "I64"}
+COLUMN_GAP_BYTES = 4096  # a column range: whole rows are read when the bytes between rows' spans are at most this
+COLUMN_BLOCK_BYTES = 4 * 2**20  # bytes of whole rows read per block for a column range
 U64 = struct.Struct("<Q")
 HEADER_BLOCK = 2**20  # the header is read in blocks of at least this many bytes
 
@@ -344,6 +346,24 @@ class GGUFFile:
         yield pread_exact(self._fd, (stop - start) * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(
             stop - start, row_bytes
         )
+
+    @contextmanager
+    def stored_cols(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        """Columns ``start:stop`` of a 2-D tensor as stored, uint8 (rows, span bytes): numbers for plain types,
+        whole blocks for quantized ones (the range must not cut through a block)."""
+        _, block, type_size = self._qtype(info)
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
+        if not 0 <= start <= stop <= info.shape[1] or start % block or stop % block and stop != info.shape[1]:
+            raise CheckpointError(self.path, f"{info.name}: columns {start}:{stop} cut through {info.dtype} blocks of {block}")
+        row_bytes = self._row_bytes(info)
+        base = _offset(info)
+
+        def fill(buf: U8Array, offset: int) -> None:
+            fill_exact(self._fd, buf, base + offset, self.path)
+
+        lo, hi = start // block * type_size, -(-stop // block) * type_size
+        yield column_bytes(fill, info.shape[0], row_bytes, lo, hi, COLUMN_GAP_BYTES, COLUMN_BLOCK_BYTES)
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
         """Rows as float64: plain floats straight from their bytes (F64 stays exact), quantized ones dequantized."""

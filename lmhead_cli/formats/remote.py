@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PosixPath
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows
 
 RETRIES = 4  # after the first try
 BACKOFF_S = 0.5  # doubled after each retry, at most MAX_BACKOFF_S
@@ -32,6 +31,10 @@ RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
 RECENT_READS = 2  # a value comparison reads the same rows of two tensors twice: as bytes, then as numbers
 SUB_BYTE_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+COLUMN_GAP_BYTES = 64 * 2**10  # a column range: rows whose spans lie closer than this are fetched whole (fewer requests)
+COLUMN_BLOCK_BYTES = 16 * 2**20  # at most this much per ranged request when whole rows are fetched for a column range
+COLUMN_WINDOW_BYTES = 32 * 2**20  # a column range is fetched as a window of up to this many bytes, kept for the next ranges
+COLUMN_WINDOWS = 3  # windows kept: one per tensor a chunk of GPTQ / AWQ rows reads by columns (qweight, qzeros, scales)
 
 
 class HubPath(PosixPath):
@@ -203,19 +206,6 @@ def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> 
     return CheckpointError(path, f"{type(exc).__name__}: {exc}")
 
 
-_OPEN: weakref.WeakValueDictionary[Path, RemoteSafetensors] = weakref.WeakValueDictionary()  # for ``tensor_bytes``
-
-
-def tensor_bytes(info: TensorInfo) -> U8Array:
-    """A whole (small) tensor's stored bytes from the hub file it lives in: one ranged request."""
-    reader = _OPEN.get(info.file)
-    if reader is None or info.offset is None:
-        raise CheckpointError(info.file, f"{info.name}: its file is not open")
-    if info.nbytes == 0:
-        return np.empty(0, np.uint8)
-    return reader._files.fetch(info.file, info.offset, info.nbytes)[0]
-
-
 class RemoteSafetensors:
     """One ``.safetensors`` file on the hub: the header read at open, rows on demand (``base.Reader``)."""
 
@@ -223,8 +213,8 @@ class RemoteSafetensors:
         self._path = path
         self._files = files
         self._recent: dict[tuple[int, int, int], U8Array] = {}  # the last reads: bytes compared first, then widened
+        self._windows: dict[int, tuple[int, int, U8Array]] = {}  # tensor offset -> (first, last column, bytes) fetched
         self._metadata, self._tensors = self._read_header()
-        _OPEN[path] = self
 
     @property
     def path(self) -> Path:
@@ -298,6 +288,42 @@ class RemoteSafetensors:
     def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
         yield self._stored(info, start, stop)
 
+    @contextmanager
+    def stored_cols(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        """Columns of a 2-D tensor as stored, uint8 (rows, (stop - start) * itemsize).
+
+        Chunks of head rows ask for consecutive column ranges (GPTQ's and AWQ's words run along the input
+        dimension), and a request per stored row per chunk would be thousands of requests: a window of columns
+        up to ``COLUMN_WINDOW_BYTES`` (the whole tensor when it fits; whole rows when what is left of each row
+        is under ``COLUMN_GAP_BYTES``) is fetched instead, one ranged request per row's span (or per block of
+        whole rows), and the next ranges are cut from it. Every byte is fetched about once when the ranges
+        come in order.
+        """
+        itemsize = self._numpy_dtype(info).itemsize
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name} has shape {list(info.shape)}; columns need a 2-D tensor")
+        rows, cols = info.shape
+        if not 0 <= start <= stop <= cols:
+            raise CheckpointError(self.path, f"{info.name}: columns {start}:{stop} are outside its {cols}")
+        assert info.offset is not None  # safetensors data always has a place
+        base = info.offset
+        window = self._windows.get(base)
+        if window is None or not window[0] <= start <= stop <= window[1]:
+            span = max(stop - start, COLUMN_WINDOW_BYTES // max(rows * itemsize, 1))  # columns a window spans
+            first, last = start, min(cols, max(stop, start + span))
+            if (cols - (last - first)) * itemsize <= COLUMN_GAP_BYTES:  # whole rows would be fetched anyway: keep them all
+                first, last = 0, cols
+
+            def fill(buf: U8Array, offset: int) -> None:
+                buf[:] = self._files.fetch(self.path, base + offset, buf.size)[0]
+
+            data = column_bytes(fill, rows, cols * itemsize, first * itemsize, last * itemsize, COLUMN_GAP_BYTES, COLUMN_BLOCK_BYTES)
+            window = (first, last, data)
+            others = [(key, kept) for key, kept in self._windows.items() if key != base]  # oldest first
+            self._windows = {**dict(others[len(others) - (COLUMN_WINDOWS - 1) :]), base: window}
+        first, _, data = window
+        yield data[:, (start - first) * itemsize : (stop - first) * itemsize]
+
     def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         rows = self._typed(info, start, stop)
         return to_float32(rows, info.dtype) if info.dtype in STORAGE else rows.astype(np.float32)  # bf16/fp8: raw bits
@@ -314,6 +340,7 @@ class RemoteSafetensors:
 
     def close(self) -> None:
         self._recent = {}
+        self._windows = {}
 
 
 def parse_header(path: Path, header: Any, data_start: int, size: int) -> tuple[dict[str, str], list[TensorInfo]]:

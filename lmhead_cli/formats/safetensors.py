@@ -25,7 +25,7 @@ import numpy as np
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import BufferPool, F32Array, F64Array, Format, TensorInfo, U8Array, columns_from_rows
+from .base import BufferPool, F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact
 
 # safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read)
 NUMPY_DTYPES: dict[str, np.dtype | None] = {
@@ -51,6 +51,7 @@ NUMPY_DTYPES: dict[str, np.dtype | None] = {
 }
 
 CONVERT_BLOCK_BYTES = 4 * 2**20  # stored bytes read (into one reused buffer) per block before widening
+COLUMN_GAP_BYTES = 4096  # a column range: whole rows are read when the bytes between rows' spans are at most this (a page)
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap (the format's specification)
 MAX_TENSORS = 200_000  # per file; real checkpoints hold hundreds to a few thousand per shard
 
@@ -195,6 +196,22 @@ class SafetensorsFile:
         row_bytes = self._row_bytes(info)
         with self._buffers.read(_offset(info) + start * row_bytes, (stop - start) * row_bytes) as raw:
             yield raw.reshape(stop - start, row_bytes)
+
+    @contextmanager
+    def stored_cols(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        """Columns ``start:stop`` of a 2-D tensor as stored, uint8 (rows, (stop - start) * itemsize), by positioned reads."""
+        itemsize = self._numpy_dtype(info).itemsize
+        if len(info.shape) != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
+        if not 0 <= start <= stop <= info.shape[1]:
+            raise CheckpointError(self.path, f"{info.name}: columns {start}:{stop} are outside its {info.shape[1]}")
+        base = _offset(info)
+
+        def fill(buf: U8Array, offset: int) -> None:
+            fill_exact(self._fd, buf, base + offset, self.path)
+
+        row_bytes = info.shape[1] * itemsize
+        yield column_bytes(fill, info.shape[0], row_bytes, start * itemsize, stop * itemsize, COLUMN_GAP_BYTES, CONVERT_BLOCK_BYTES)
 
     def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly)."""

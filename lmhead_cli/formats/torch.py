@@ -30,6 +30,10 @@ DTYPE_NAMES = {
     "int16": "I16",
     "int8": "I8",
     "uint8": "U8",
+    "uint16": "U16",
+    "uint32": "U32",
+    "uint64": "U64",
+    "float8_e8m0fnu": "F8_E8M0",
     "bool": "BOOL",
     "complex64": "C64",
 }
@@ -131,9 +135,18 @@ class TorchFile:
     @contextmanager
     def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
         t = self._tensors[info.name]
-        row_bytes = math.prod(info.shape[1:]) * t.element_size()
-        rows = t[start:stop].contiguous().reshape(-1)
+        inner = math.prod(info.shape[1:])
+        row_bytes = inner * t.element_size()
+        rows = t.reshape(info.rows, inner)[start:stop].contiguous().reshape(-1)  # a 0-d tensor is one row
         yield rows.view(self._torch.uint8).numpy().reshape(stop - start, row_bytes)
+
+    @contextmanager
+    def stored_cols(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
+        t = self._tensors[info.name]
+        if t.dim() != 2:
+            raise CheckpointError(self.path, f"{info.name}: columns of a {t.dim()}-D tensor")
+        cols = t[:, start:stop].contiguous().reshape(-1)
+        yield cols.view(self._torch.uint8).numpy().reshape(t.shape[0], (stop - start) * t.element_size())
 
     def close(self) -> None:
         self._tensors = {}

@@ -5,13 +5,15 @@ method from a config (``quantization_config``, also inside ``text_config``),
 ``quantize_config.json`` or safetensors metadata; ``group`` turns each
 quantized module's stored tensors (packed weight, scales, zero points, ...)
 into one ``QuantizedWeight`` with its true dense shape; ``read_rows`` turns row
-ranges of it back into float32, exactly as the method's own dequantizer does.
+ranges of it back into float32, exactly as the method's own dequantizer does,
+from bytes ``Stored`` reads through the checkpoint's Readers.
 """
 
 from __future__ import annotations
 
 from .dequant import read_rows
 from .layouts import Grouping, group
+from .raw import Stored
 from .scheme import Method, QuantizedWeight, Scheme, recognise
 
-__all__ = ["Grouping", "Method", "QuantizedWeight", "Scheme", "group", "read_rows", "recognise"]
+__all__ = ["Grouping", "Method", "QuantizedWeight", "Scheme", "Stored", "group", "read_rows", "recognise"]

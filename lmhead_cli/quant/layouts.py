@@ -18,7 +18,6 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..formats.base import TensorInfo
-from .raw import small
 from .scheme import Method, QuantizedWeight, Scheme, ct_weights
 
 __all__ = ["Grouping", "group"]
@@ -64,7 +63,7 @@ class Grouping:
 def group(
     tensors: dict[str, TensorInfo],
     scheme: Scheme | None,
-    read: Callable[[TensorInfo], np.ndarray] = small,
+    read: Callable[[TensorInfo], np.ndarray],
     metadata: dict[str, str] | None = None,
 ) -> Grouping:
     """Find every quantized module in ``tensors`` (stored name -> info) and group its parts.

@@ -1,22 +1,29 @@
 """Stored tensors as numpy arrays in their own dtype, and the exact conversions dequantizers need.
 
-Arrays are views of a read-only memory map of the tensor's own bytes, made per
-call and dropped after, so slicing a column range of a packed matrix reads only
-the pages it touches. bfloat16 and float8 are decoded with integer arithmetic
-(exact) by ``..dtypes``, not ml_dtypes.
+Bytes come through each file's ``Reader`` (positioned reads into reused
+buffers, ranged requests on the hub, torch's own tensors for ``.bin``), never a
+memory map: a file that shrinks while it is read gives "file changed while
+being read", never a SIGBUS. Every array is a copy, made per call: row ranges
+(``rows``, ``flat``), column ranges of 2-D tensors (``cols``: only each row's
+span is read), whole tensors (``whole``: small ones, kept once read).
+bfloat16 and float8 are decoded with integer arithmetic (exact) by
+``..dtypes``, not ml_dtypes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from ..dtypes import NARROW_FLOATS, to_float32
 from ..errors import CheckpointError
-from ..formats.base import TensorInfo
+from ..formats.base import Reader, TensorInfo
 
-__all__ = ["STORAGE", "as_float32", "mapped", "round_to", "small"]
+__all__ = ["STORAGE", "Stored", "as_float32", "round_to"]
+
+SMALL_BYTES = 1 << 20  # whole tensors up to this size (maps, g_idx, nested scales) are kept once read
 
 # safetensors dtype -> the numpy dtype its bytes are viewed as here (bf16 and fp8 as unsigned integers)
 STORAGE: dict[str, np.dtype] = {
@@ -39,34 +46,65 @@ STORAGE: dict[str, np.dtype] = {
 }
 
 
-def mapped(info: TensorInfo) -> np.ndarray:
-    """The whole tensor as a read-only memory-mapped array (shape ``info.shape``, stored dtype)."""
+class Stored:
+    """The stored values of the tensors quantized weights are made of, read through their files' Readers."""
+
+    def __init__(self, reader: Callable[[TensorInfo], Reader]):
+        self._reader = reader
+        self._kept: dict[tuple[str, int | None, str], np.ndarray] = {}  # small whole tensors, by (file, offset, name)
+
+    def rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the first axis, (stop - start, *shape[1:]), in ``STORAGE[info.dtype]``."""
+        dtype = _dtype(info)
+        if not 0 <= start <= stop <= info.rows:
+            raise CheckpointError(info.file, f"{info.name}: rows {start}:{stop} are outside its {info.rows}")
+        shape = (stop - start, *info.shape[1:])
+        if stop <= start or info.nbytes == 0:
+            return np.zeros(shape, dtype=dtype)
+        with self._reader(info).stored_rows(info, start, stop) as raw:
+            return np.array(raw).view(dtype).reshape(shape)  # copied out of the lent buffer
+
+    def flat(self, info: TensorInfo, begin: int, end: int) -> np.ndarray:
+        """Elements ``begin:end`` of the row-major flattened tensor: the rows that hold them are read."""
+        inner = math.prod(info.shape[1:])
+        if end <= begin or inner == 0:
+            return np.zeros(max(end - begin, 0), dtype=_dtype(info))
+        first, last = begin // inner, -(-end // inner)
+        return self.rows(info, first, last).reshape(-1)[begin - first * inner : end - first * inner]
+
+    def cols(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Columns ``start:stop`` of a 2-D tensor, (rows, stop - start): only each row's span is read."""
+        dtype = _dtype(info)
+        if len(info.shape) != 2:
+            raise CheckpointError(info.file, f"{info.name}: shape {list(info.shape)}, but a 2-D tensor was expected")
+        if not 0 <= start <= stop <= info.shape[1]:
+            raise CheckpointError(info.file, f"{info.name}: columns {start}:{stop} are outside its {info.shape[1]}")
+        if stop <= start or info.nbytes == 0:
+            return np.zeros((info.shape[0], max(stop - start, 0)), dtype=dtype)
+        with self._reader(info).stored_cols(info, start, stop) as raw:
+            return np.array(raw).view(dtype).reshape(info.shape[0], stop - start)
+
+    def whole(self, info: TensorInfo) -> np.ndarray:
+        """The whole tensor (shape ``info.shape``, a scalar as one element); small ones are read once."""
+        key = (str(info.file), info.offset, info.name)
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        values = self.rows(info, 0, info.rows).reshape(info.shape or (1,))
+        if info.nbytes <= SMALL_BYTES:
+            values.flags.writeable = False  # shared between calls
+            self._kept[key] = values
+        return values
+
+
+def _dtype(info: TensorInfo) -> np.dtype:
+    """The numpy dtype the tensor's bytes are viewed as, once its byte count is checked against its shape."""
     dtype = STORAGE.get(info.dtype)
     if dtype is None:
         raise CheckpointError(info.file, f"{info.name}: dtype {info.dtype} is not one a quantized layout stores")
-    shape = info.shape or (1,)
-    if math.prod(shape) * dtype.itemsize != info.nbytes:
+    if math.prod(info.shape or (1,)) * dtype.itemsize != info.nbytes:
         raise CheckpointError(info.file, f"{info.name}: {info.nbytes} bytes do not hold {list(info.shape)} {info.dtype}")
-    if info.nbytes == 0:
-        return np.zeros(shape, dtype=dtype)
-    if info.offset is None:
-        raise CheckpointError(info.file, f"{info.name}: its bytes have no place in the file to read quantized rows from")
-    try:
-        return np.memmap(info.file, dtype=dtype, mode="r", offset=info.offset, shape=shape)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(info.file, f"cannot read {info.name}: {exc}") from exc
-
-
-def small(info: TensorInfo) -> np.ndarray:
-    """A small tensor (scales, maps, states) copied out of the file (or fetched, for a file on the hub)."""
-    from ..formats.remote import HubPath, tensor_bytes
-
-    if isinstance(info.file, HubPath):
-        dtype = STORAGE.get(info.dtype)
-        if dtype is None or math.prod(info.shape or (1,)) * dtype.itemsize != info.nbytes:
-            return np.array(mapped(info))  # the same errors as a local file
-        return tensor_bytes(info).view(dtype).reshape(info.shape or (1,))
-    return np.array(mapped(info))
+    return dtype
 
 
 def as_float32(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -406,7 +406,7 @@ def _assemble_readers(
 
 def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     """Replace each quantized module's stored tensors by one logical weight of its dense shape."""
-    from .quant import group, recognise
+    from .quant.detect import may_be_quantized
 
     quantize_config_path = directory / "quantize_config.json"
     present = os.path.lexists(quantize_config_path)  # a pipe or folder there is an error, not an absent file
@@ -414,6 +414,10 @@ def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     metadata: dict[str, str] = {}
     for reader in ckpt.readers.values():
         metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})
+    if not may_be_quantized(ckpt.config, quantize_config, metadata, ckpt.tensors):
+        return  # dense: the layouts and dequantizers are never loaded
+    from .quant import group, recognise
+
     scheme = recognise(ckpt.config, quantize_config, metadata)
     grouping = group(ckpt.tensors, scheme, ckpt.stored_parts().whole, metadata=metadata)
     ckpt.quantization = scheme

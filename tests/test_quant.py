@@ -204,3 +204,32 @@ def test_rows_read_one_at_a_time_equal_the_whole(tmp_path, layout):
         odd = np.concatenate([ckpt.read_rows("lm_head.weight", a, min(a + 3, 32)) for a in range(0, 32, 3)])
     assert whole.shape == (32, 8) and np.isfinite(whole).all()
     assert np.array_equal(whole, rows) and np.array_equal(whole, odd)
+
+
+def test_a_dense_verdict_is_only_given_where_recognise_and_group_find_nothing():
+    """``detect.may_be_quantized`` lets a dense checkpoint skip the quant package: it may only say
+    False where ``recognise`` finds no method and ``group`` neither groups nor refuses anything."""
+    from lmhead_cli.formats.base import TensorInfo
+    from lmhead_cli.quant import detect, group, recognise
+
+    dense = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.0.mlp.scales"]
+    odd = [
+        "model.layers.0.q.weight_scale",
+        "experts.gate_up_proj_blocks",
+        "experts.gate_up_proj_scales",
+        "m.weight.quant_state.bitsandbytes__nf4",
+    ]
+    odd += [f"model.layers.0.q{suffix}" for suffix in (*detect.QUANT_SUFFIXES, *detect.LOOSE_METADATA)]
+    for extra in [None, *odd]:
+        names = [*dense, *([extra] if extra else [])]
+        tensors = {n: TensorInfo(n, (4, 4), "BF16", 32, Path("x.safetensors"), 0) for n in names}
+        for config, quantize_config, metadata in [(None, None, {}), ({"model_type": "llama"}, None, {"format": "pt"})]:
+            if detect.may_be_quantized(config, quantize_config, metadata, names):
+                continue
+            assert recognise(config, quantize_config, metadata) is None
+            grouping = group(tensors, None, lambda info: pytest.fail(f"read {info.name}"), metadata=metadata)
+            assert not grouping.consumed and not grouping.weights, extra
+    assert detect.may_be_quantized({"quantization_config": {"quant_method": "fp8"}}, None, {}, dense)
+    assert detect.may_be_quantized({"text_config": {"quantization_config": {}}}, None, {}, dense)
+    assert detect.may_be_quantized(None, {"bits": 4}, {}, dense)
+    assert detect.may_be_quantized(None, None, {"x": '{"_type": "Float8Tensor"}'}, dense)

@@ -54,6 +54,8 @@ NOT_FOR_COUNT = (
     "lmhead_cli.head",  # the head matmul
     "lmhead_cli.prediction",
     "lmhead_cli.gguf_conventions",  # llama.cpp's rules: only for a GGUF
+    "lmhead_cli.quant.layouts",  # a dense checkpoint stops at quant.detect
+    "lmhead_cli.quant.dequant",
     "zipfile",
     "numpy.typing",
 )

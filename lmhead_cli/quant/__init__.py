@@ -11,9 +11,35 @@ from bytes ``Stored`` reads through the checkpoint's Readers.
 
 from __future__ import annotations
 
-from .dequant import read_rows
-from .layouts import Grouping, group
-from .raw import Stored
-from .scheme import Method, QuantizedWeight, Scheme, recognise
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dequant import read_rows
+    from .layouts import Grouping, group
+    from .raw import Stored
+    from .scheme import Method, QuantizedWeight, Scheme, recognise
+
+# Loaded on first use: a dense checkpoint stops at ``detect`` and never pays for the rest.
+_LAZY = {
+    "read_rows": "dequant",
+    "Grouping": "layouts",
+    "group": "layouts",
+    "Stored": "raw",
+    "Method": "scheme",
+    "QuantizedWeight": "scheme",
+    "Scheme": "scheme",
+    "recognise": "scheme",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = vars(import_module(f".{_LAZY[name]}", __name__))[name]
+    globals()[name] = value
+    return value
+
 
 __all__ = ["Grouping", "Method", "QuantizedWeight", "Scheme", "Stored", "group", "read_rows", "recognise"]

@@ -18,32 +18,10 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..formats.base import TensorInfo
+from .detect import LOOSE_METADATA, QUANT_SUFFIXES
 from .scheme import Method, QuantizedWeight, Scheme, ct_weights
 
 __all__ = ["Grouping", "group"]
-
-# Tensors that only describe quantization (activation scales, format flags): bytes, never parameters.
-LOOSE_METADATA = (".input_scale", ".output_scale", ".k_scale", ".v_scale", ".weight_format", ".input_global_scale", ".weight_global_scale")
-# Suffixes that mean "part of a quantized module"; one left over after grouping is an error.
-QUANT_SUFFIXES = (
-    ".qweight",
-    ".qzeros",
-    ".g_idx",
-    ".absmax",
-    ".quant_map",
-    ".nested_absmax",
-    ".nested_quant_map",
-    ".SCB",
-    ".weight_scale_inv",
-    ".weight_packed",
-    ".weight_zero_point",
-    ".weight_shape",
-    ".weight_g_idx",
-    "._weight_qdata",
-    "._weight_scale",
-    ":qdata",
-    ":_data",
-)
 
 
 @dataclass

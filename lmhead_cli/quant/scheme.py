@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..formats.base import TensorInfo
+from .detect import declared_config, torchao_metadata
 
 __all__ = ["KNOWN_METHODS", "Method", "QuantizedWeight", "Scheme", "recognise"]
 
@@ -107,15 +108,14 @@ def recognise(config: dict[str, Any] | None, quantize_config: dict[str, Any] | N
     (vision-language wrappers), AutoGPTQ's ``quantize_config.json`` beside the
     weights, and torchao's JSON in the safetensors ``__metadata__``.
     """
-    for where, section in (("config.json", config), ("config.json text_config", (config or {}).get("text_config"))):
-        qc = section.get("quantization_config") if isinstance(section, dict) else None
-        if isinstance(qc, dict):
-            return _scheme(qc, f"{where} quantization_config")
+    found = declared_config(config)
+    if found is not None:
+        return _scheme(found[1], f"{found[0]} quantization_config")
     if isinstance(quantize_config, dict):
         qc = dict(quantize_config)
         qc.setdefault("quant_method", "gptq")  # AutoGPTQ's own file: always GPTQ
         return _scheme(qc, "quantize_config.json")
-    if any('"Float8Tensor"' in v or '"_type": "Float8Tensor"' in v for v in metadata.values() if isinstance(v, str)):
+    if torchao_metadata(metadata):
         return Scheme("torchao", "safetensors metadata (torchao tensor subclasses)", bits=8)
     return None
 

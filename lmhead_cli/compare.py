@@ -19,9 +19,16 @@ import numpy as np
 from .checkpoint import Checkpoint
 from .formats.base import TensorInfo
 
-__all__ = ["COMPARE_CHUNK_BYTES", "ValueComparison", "compare_transposed", "compare_values"]
+__all__ = ["COMPARE_CHUNK_BYTES", "ValueComparison", "chunk_bytes", "compare_transposed", "compare_values"]
 
-COMPARE_CHUNK_BYTES = 16 * 2**20  # raw bytes per tensor per chunk
+COMPARE_CHUNK_BYTES = 2 * 2**20  # raw bytes per tensor per chunk, local files: compared while still in cache
+REMOTE_CHUNK_BYTES = 16 * 2**20  # over hf:// each chunk is a ranged request: fewer, larger ones
+
+
+def chunk_bytes(ckpt: Checkpoint) -> int:
+    return COMPARE_CHUNK_BYTES if ckpt.remote is None else REMOTE_CHUNK_BYTES
+
+
 STATS_BLOCK_ROWS = 512  # rows per float64 statistics step (--full)
 
 
@@ -41,7 +48,7 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
     bytes first, then values across dtypes."""
     rows = a.rows if rows is None else rows
     row_bytes = max(a.nbytes // max(a.rows, 1), b.nbytes // max(b.rows, 1))
-    chunk = max(1, COMPARE_CHUNK_BYTES // max(row_bytes, 1))
+    chunk = max(1, chunk_bytes(ckpt) // max(row_bytes, 1))
     wide = np.float64 if "F64" in (a.dtype, b.dtype) else np.float32
     stats = _Stats() if full else None
     identical = True
@@ -72,7 +79,7 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
 def compare_transposed(ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full: bool = False) -> ValueComparison:
     """``emb`` (V, d) against ``head`` stored (d, V): embedding rows against head columns."""
     rows = emb.rows
-    chunk = max(1, COMPARE_CHUNK_BYTES // max(4 * head.rows, 1))
+    chunk = max(1, chunk_bytes(ckpt) // max(4 * head.rows, 1))
     stats = _Stats() if full else None
     identical, done = True, 0
     for start in range(0, rows, chunk):

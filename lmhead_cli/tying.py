@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
-from .compare import COMPARE_CHUNK_BYTES, ValueComparison, compare_transposed, compare_values
+from .compare import ValueComparison, chunk_bytes, compare_transposed, compare_values
 from .formats.base import TensorInfo
 from .problems import Problem, ProblemKind
 from .tie import TieSource, values_decide
@@ -108,7 +108,7 @@ def value_bytes(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int:
         return quantized.nbytes if quantized is not None else info.nbytes
 
     if relation == "transposed":
-        chunks = -(-emb.rows // max(1, COMPARE_CHUNK_BYTES // max(4 * head.rows, 1)))  # as compare_transposed reads
+        chunks = -(-emb.rows // max(1, chunk_bytes(ckpt) // max(4 * head.rows, 1)))  # as compare_transposed reads
         return stored(emb) + chunks * stored(head)
     rows = min(emb.rows, head.rows)
     return sum(stored(info) * rows // max(info.rows, 1) for info in (emb, head))

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .files import access_error, read_regular
-from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows
+from .formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows, into
 from .hub import cached_repo_id, snapshot_blobs
 
 if TYPE_CHECKING:
@@ -91,14 +91,14 @@ class Checkpoint:
             self._stored = Stored(self._reader)
         return self._stored
 
-    def read_rows(self, name: str, start: int, stop: int) -> F32Array:
-        """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized);
-        only those bytes are read."""
+    def read_rows(self, name: str, start: int, stop: int, out: F32Array | None = None) -> F32Array:
+        """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized), into
+        ``out`` when given; only those bytes are read."""
         info = self.info(name)
         quantized = self.quantized.get(name)
         if quantized is not None:
-            return self._read_quantized(quantized, start, stop)
-        return self._reader(info).read_rows(info, start, stop)
+            return into(out, self._read_quantized(quantized, start, stop))
+        return self._reader(info).read_rows(info, start, stop, out)
 
     def read_rows_f64(self, name: str, start: int, stop: int) -> F64Array:
         """The same rows as float64: exact for every floating type, F64 included."""
@@ -139,10 +139,15 @@ class Checkpoint:
         return self.read_rows(name, 0, info.rows).reshape(info.shape)
 
     def row_chunks(self, name: str, chunk_rows: int) -> Iterator[tuple[int, F32Array]]:
-        """Yield ``(start, rows)`` float32 chunks covering the tensor's first axis."""
-        rows = self.info(name).rows
-        for start in range(0, rows, chunk_rows):
-            yield start, self.read_rows(name, start, min(start + chunk_rows, rows))
+        """Yield ``(start, rows)`` float32 chunks covering the tensor's first axis.
+
+        Every chunk is written into one buffer: a chunk is valid until the next is asked for (a fresh
+        16 MiB array per chunk costs its page faults, about a tenth of topk's time at T = 32)."""
+        info = self.info(name)
+        buffer = np.empty((min(chunk_rows, info.rows), *info.shape[1:]), dtype=np.float32)
+        for start in range(0, info.rows, chunk_rows):
+            stop = min(start + chunk_rows, info.rows)
+            yield start, self.read_rows(name, start, stop, out=buffer[: stop - start])
 
     def close(self) -> None:
         for reader in self.readers.values():

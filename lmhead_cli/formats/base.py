@@ -59,6 +59,7 @@ __all__ = [
     "column_bytes",
     "columns_from_rows",
     "fill_exact",
+    "into",
     "pread_exact",
 ]
 
@@ -141,8 +142,9 @@ class Reader(Protocol):
         """The file's own key/values (safetensors ``__metadata__``, GGUF metadata); empty when it has none."""
         ...
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        """Rows ``start:stop`` of the first axis as float32, (stop - start, *shape[1:])."""
+    def read_rows(self, info: TensorInfo, start: int, stop: int, out: F32Array | None = None) -> F32Array:
+        """Rows ``start:stop`` of the first axis as float32, (stop - start, *shape[1:]): written into ``out``
+        (C-contiguous, that shape) and returned when given, so a caller reading chunk after chunk reuses one buffer."""
         ...
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
@@ -162,6 +164,15 @@ class Reader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def into(out: F32Array | None, rows: F32Array) -> F32Array:
+    """``rows`` copied into the caller's ``out`` when it lent one, else ``rows`` itself (for readers that
+    cannot write their result in place)."""
+    if out is None:
+        return rows
+    np.copyto(out, rows)
+    return out
 
 
 def columns_from_rows(

@@ -28,7 +28,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC,
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact, pread_exact
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact, into, pread_exact
 
 __all__ = ["GGUFFile"]
 
@@ -379,8 +379,11 @@ class GGUFFile:
             raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
         return columns_from_rows(self.read_rows, info, start, stop)
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        """Rows ``start:stop`` as float32; quantized blocks are dequantized for these rows only."""
+    def read_rows(self, info: TensorInfo, start: int, stop: int, out: F32Array | None = None) -> F32Array:
+        """Rows ``start:stop`` as float32, into ``out`` when given; quantized blocks are dequantized for these rows only."""
+        return into(out, self._rows(info, start, stop))
+
+    def _rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         if info.dtype in INTEGER:
             raise CheckpointError(self.path, f"{info.name}: type {info.dtype} is not a floating-point type")
         rows = stop - start

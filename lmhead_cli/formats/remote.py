@@ -21,7 +21,7 @@ import numpy as np
 
 from ..dtypes import STORAGE, to_float32
 from ..errors import CheckpointError
-from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, into
 
 RETRIES = 4  # after the first try
 BACKOFF_S = 0.5  # doubled after each retry, at most MAX_BACKOFF_S
@@ -324,9 +324,9 @@ class RemoteSafetensors:
         first, _, data = window
         yield data[:, (start - first) * itemsize : (stop - first) * itemsize]
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
+    def read_rows(self, info: TensorInfo, start: int, stop: int, out: F32Array | None = None) -> F32Array:
         rows = self._typed(info, start, stop)
-        return to_float32(rows, info.dtype) if info.dtype in STORAGE else rows.astype(np.float32)  # bf16/fp8: raw bits
+        return into(out, to_float32(rows, info.dtype) if info.dtype in STORAGE else rows.astype(np.float32))  # bf16/fp8: raw bits
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
         rows = self._typed(info, start, stop)

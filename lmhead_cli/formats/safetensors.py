@@ -213,22 +213,25 @@ class SafetensorsFile:
         row_bytes = info.shape[1] * itemsize
         yield column_bytes(fill, info.shape[0], row_bytes, start * itemsize, stop * itemsize, COLUMN_GAP_BYTES, CONVERT_BLOCK_BYTES)
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly)."""
-        return self._converted(info, start, stop, np.dtype(np.float32))
+    def read_rows(self, info: TensorInfo, start: int, stop: int, out: F32Array | None = None) -> F32Array:
+        """Rows ``start:stop`` as float32 (bf16, fp16 and fp8 widen exactly), into ``out`` when given."""
+        return self._converted(info, start, stop, np.dtype(np.float32), out)
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
         return self._converted(info, start, stop, np.dtype(np.float64))
 
-    def _converted(self, info: TensorInfo, start: int, stop: int, wide: np.dtype) -> Any:
-        """Rows read a cache-sized block at a time and widened straight into the result, so the
-        bytes are converted while they are still in the CPU's cache after the read."""
+    def _converted(self, info: TensorInfo, start: int, stop: int, wide: np.dtype, out: Any = None) -> Any:
+        """Rows read a cache-sized block at a time and widened straight into the result (``out``, or a new
+        array), so the bytes are converted while they are still in the CPU's cache after the read."""
         dtype = self._float_dtype(info)
         row_bytes = self._row_bytes(info)
         rows = stop - start
         inner = math.prod(info.shape[1:])
-        out = np.empty((rows, *info.shape[1:]), dtype=wide)
-        flat = out.reshape(rows, inner)  # (rows, inner)
+        if out is None:
+            out = np.empty((rows, *info.shape[1:]), dtype=wide)
+        elif not out.flags.c_contiguous or out.shape != (rows, *info.shape[1:]) or out.dtype != wide:
+            raise ValueError(f"out must be a C-contiguous {wide} array of shape {(rows, *info.shape[1:])}")
+        flat = out.reshape(rows, inner)  # (rows, inner), a view: out is C-contiguous
         step = max(1, CONVERT_BLOCK_BYTES // max(row_bytes, 1))
         for first in range(0, rows, step):
             last = min(first + step, rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
-from .base import F32Array, F64Array, Format, Storage, TensorInfo, U8Array
+from .base import F32Array, F64Array, Format, Storage, TensorInfo, U8Array, into
 
 # torch dtype -> the safetensors name lmhead reports everywhere
 DTYPE_NAMES = {
@@ -120,8 +120,8 @@ class TorchFile:
             raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
         return t
 
-    def read_rows(self, info: TensorInfo, start: int, stop: int) -> F32Array:
-        return self._float(info)[start:stop].float().numpy()
+    def read_rows(self, info: TensorInfo, start: int, stop: int, out: F32Array | None = None) -> F32Array:
+        return into(out, self._float(info)[start:stop].float().numpy())
 
     def read_rows_f64(self, info: TensorInfo, start: int, stop: int) -> F64Array:
         return self._float(info)[start:stop].double().numpy()

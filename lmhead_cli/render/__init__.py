@@ -71,6 +71,10 @@ def emit(renderable: RenderableType) -> None:
     console = stdout_console()
     if not console.is_terminal:
         renderable = _plain(renderable)
+        lines = _plain_lines(renderable)
+        if lines is not None:  # plain text that fits: written as is, without rich's wrapping pass
+            sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+            return
     segments = [Segment(_escape_controls(seg.text), seg.style, seg.control) for seg in console.render(renderable)]
     if console.is_terminal:
         console.print(Segments(segments), end="")
@@ -78,6 +82,27 @@ def emit(renderable: RenderableType) -> None:
     with console.capture() as captured:
         console.print(Segments(segments), end="")
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def _plain_lines(renderable: RenderableType) -> list[str] | None:
+    """The lines rich would print for plain text in a pipe, or None where rich has work to do: text
+    wider than ``PLAIN_WIDTH`` (wrapped), tabs or control characters (expanded, escaped), justified text."""
+    if isinstance(renderable, Group):
+        lines: list[str] = []
+        for item in renderable.renderables:
+            more = _plain_lines(item)
+            if more is None:
+                return None
+            lines += more
+        return lines
+    if not isinstance(renderable, RichText) or renderable.justify not in (None, "default", "left") or renderable.end != "\n":
+        return None
+    lines = []
+    for line in renderable.plain.split("\n"):
+        if not line.isprintable() or cell_len(line) > PLAIN_WIDTH:
+            return None
+        lines.append(line)
+    return lines
 
 
 def _escape_controls(text: str) -> str:

@@ -63,3 +63,30 @@ def test_bytes_equal_agrees_with_numpy(monkeypatch, memcmp: bool) -> None:
     assert not compare.bytes_equal(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
     strided = np.arange(20, dtype=np.uint8)[::2]  # not contiguous: numpy compares it
     assert compare.bytes_equal(strided, strided.copy()) and not compare.bytes_equal(strided, strided[::-1].copy())
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16"])
+def test_finite_bits_on_every_16_bit_pattern(dtype: str) -> None:
+    """The two-reduction bit test against numpy's isfinite, one pattern at a time, all 65,536."""
+    from lmhead_cli.compare import _finite_bits
+    from lmhead_cli.formats.base import TensorInfo
+
+    bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    values = (bits.astype(np.uint32) << 16).view(np.float32) if dtype == "BF16" else bits.view(np.float16)
+    info = TensorInfo("w", (1, 1), dtype, 2, None, 0)
+    got = np.array([_finite_bits(info, bits[i : i + 1].view(np.uint8)) for i in range(len(bits))])
+    assert (got == np.isfinite(values)).all()
+    assert _finite_bits(info, bits[np.isfinite(values)].view(np.uint8))  # all finite together
+    assert not _finite_bits(info, bits.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_bits_on_wide_specials(dtype) -> None:
+    from lmhead_cli.compare import _finite_bits
+    from lmhead_cli.formats.base import TensorInfo
+
+    info = TensorInfo("w", (1, 1), "F32" if dtype is np.float32 else "F64", 1, None, 0)
+    finite = np.array([0.0, -0.0, 1.0, -1.0, np.finfo(dtype).max, -np.finfo(dtype).max, np.finfo(dtype).tiny], dtype=dtype)
+    assert _finite_bits(info, finite.view(np.uint8))
+    for special in (np.inf, -np.inf, np.nan, -np.nan):
+        assert not _finite_bits(info, np.append(finite, dtype(special)).view(np.uint8)), special

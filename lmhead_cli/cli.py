@@ -186,6 +186,18 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
     return None
 
 
+def _vocabulary_size(ckpt: Checkpoint, tokenizer: Path | None) -> int | None:
+    """The tokenizer's size alone (what ``count`` reports): a tokenizer.json is sized from its JSON,
+    without building the tokenizer."""
+    source = tokenizer if tokenizer is not None else ckpt.tokenizer_path
+    if source is not None:
+        from .tokens import tokenizer_size
+
+        return tokenizer_size(source)
+    vocab = _vocabulary(ckpt, None)
+    return vocab.size if vocab else None
+
+
 class LmheadGroup(click.Group):
     """click's usage errors (a missing argument, a bad option value) as ``error: <param>: <reason>``, exit 2."""
 
@@ -289,8 +301,7 @@ def count(
     from .render.census import census_json, census_view
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
-    vocab = _vocabulary(checkpoint, tokenizer)
-    result = census(checkpoint, anatomy, tokenizer_vocab=vocab.size if vocab else None)
+    result = census(checkpoint, anatomy, tokenizer_vocab=_vocabulary_size(checkpoint, tokenizer))
     if json_:
         emit_json(_with_warnings(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain), checkpoint, anatomy, values))
     else:

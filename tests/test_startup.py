@@ -56,6 +56,7 @@ NOT_FOR_COUNT = (
     "lmhead_cli.gguf_conventions",  # llama.cpp's rules: only for a GGUF
     "lmhead_cli.quant.layouts",  # a dense checkpoint stops at quant.detect
     "lmhead_cli.quant.dequant",
+    "tokenizers",  # a tokenizer.json is sized from its JSON
     "zipfile",
     "numpy.typing",
 )
@@ -74,7 +75,7 @@ def loaded_by_count(ckpt, *flags: str) -> list[str]:
 
 
 def test_count_does_not_load_what_it_does_not_use(tmp_path) -> None:
-    assert loaded_by_count(LLAMA) == ["lmhead_cli.tokens", "rich.table"]  # the tokenizer sizes the vocabulary; the table
+    assert loaded_by_count(LLAMA) == ["lmhead_cli.tokens", "rich.table"]  # tokenizer.json sizes the vocabulary; the table
     bare = tmp_path / "model"
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):

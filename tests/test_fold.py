@@ -121,3 +121,28 @@ def test_topk_command_path_matches_brute_force(tmp_path) -> None:
             np.testing.assert_array_equal(got.ids, want_ids)
             np.testing.assert_array_equal(got.logits, want_vals)
             np.testing.assert_allclose(got.logsumexp, want_lse, rtol=1e-6)
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_many_states_folded_in_a_helper_thread_match_brute_force(tmp_path, monkeypatch, threaded: bool) -> None:
+    """From FOLD_THREAD_STATES states on, chunks are folded in a second thread, in order: the same
+    answer, targets and bias included."""
+    from lmhead_cli import head
+
+    monkeypatch.setattr(head, "FOLD_THREAD_STATES", 1 if threaded else 10**9)
+    rng = np.random.default_rng(6)
+    tensors = llama_tensors(vocab=200, hidden=8)
+    tensors["lm_head.weight"] = rng.integers(-2, 3, size=(200, 8)).astype(np.float32)
+    folder = write_checkpoint(tmp_path / "m", tensors, llama_config(vocab=200, hidden=8))
+    states = rng.integers(-2, 3, size=(300, 8)).astype(np.float32)
+    targets = rng.integers(0, 200, size=300)
+    logits = states @ tensors["lm_head.weight"].T  # (300, 200), exact small integers
+    want_ids, want_vals, want_lse = brute_force(logits, 5)
+    with open_checkpoint(folder) as ckpt:
+        anatomy = locate_head(ckpt)
+        for chunk in (7, 64, 200):
+            got = head.project(ckpt, anatomy, states, 5, norm=False, targets=targets, chunk_rows=chunk)
+            np.testing.assert_array_equal(got.ids, want_ids)
+            np.testing.assert_array_equal(got.logits, want_vals)
+            np.testing.assert_allclose(got.logsumexp, want_lse, rtol=1e-6)
+            np.testing.assert_array_equal(got.target_ranks, (logits > logits[np.arange(300), targets][:, None]).sum(axis=1) + 1)

@@ -196,11 +196,15 @@ def _pair_notes(
     if relation == "slice" and identical and not says_tied:
         notes.append(f"{_slice_phrase(emb, head)}: tying them would need the loader to slice")
     if not says_tied and identical and relation != "slice" and not shares:
-        state = "untied" if says_untied else "stored twice"
-        notes.append(
-            f"{state}, but {head.name} holds exactly the values of {emb.name}: tying would save "
-            f"{head.numel:,} parameters ({head.nbytes:,} bytes)"
-        )
+        if says_untied:  # the loaded model holds two matrices
+            notes.append(
+                f"untied, but {head.name} holds exactly the values of {emb.name}: tying would save "
+                f"{head.numel:,} parameters ({head.nbytes:,} bytes)"
+            )
+        else:  # nothing directs tying: the identical copy is what ties them (tie.loads_tied), stored twice
+            notes.append(
+                f"{head.name} holds exactly the values of {emb.name} and is stored twice: storing it once would save {head.nbytes:,} bytes"
+            )
     if says_tied and identical and not shares:
         notes.append(f"{head.name} is stored although tied; it equals the embedding, so loaders agree ({head.nbytes:,} bytes redundant)")
     if shares:

@@ -75,6 +75,11 @@ def test_without_config_storage_and_values_decide(tmp_path, head, tied):
         t["lm_head.weight"] = t["model.embed_tokens.weight"].copy()
     data = run_json("check-tying", write_checkpoint(tmp_path / "m", t, None))
     assert data["tied"] is tied and data["config_flag"] is None and data["problems"] == []
+    if head == "identical":  # tied by its values: the note speaks of the second copy on disk, not of tying
+        assert [n for n in data["notes"] if "exactly the values" in n] == [
+            "lm_head.weight holds exactly the values of model.embed_tokens.weight and is stored twice: "
+            "storing it once would save 4,096 bytes"
+        ]
 
 
 def test_sharded_embedding_and_head_in_different_shards_are_compared(tmp_path):

@@ -87,16 +87,21 @@ def select_positions(spec: str | None, count: int) -> list[int]:
     return list(dict.fromkeys(chosen))
 
 
+IGNORE_INDEX = -100  # transformers' (and PyTorch's cross-entropy) label for "no target here"
+
+
 def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndarray:
-    """Next-token ids per position: T of them, or T-1 (the last position then has none)."""
+    """Next-token ids per position: T of them, or T-1 (the last position then has none). -100, the
+    label transformers gives positions without a target, leaves that position without one."""
     ids = [int(i) for i in ids]
-    negative = [i for i in ids if i < 0]
+    negative = [i for i in ids if i < 0 and i != IGNORE_INDEX]
     if negative:
         raise HiddenStateError(
             source,
             f"id {negative[0]} is negative; token ids start at 0",
-            hint="give T-1 ids to leave the last position without a target",
+            hint=f"{IGNORE_INDEX} leaves a position without a target; or give T-1 ids to leave the last one without",
         )
+    ids = [-1 if i == IGNORE_INDEX else i for i in ids]
     huge = [i for i in ids if i > np.iinfo(np.int64).max]
     if huge:
         raise HiddenStateError(source, f"id {huge[0]} is larger than any vocabulary")

@@ -218,3 +218,17 @@ def test_no_decision_is_keyed_on_display_text():
         text = module.read_text()
         for pattern in ('startswith("GGUF', '== "no config"', '"not named by the index" in', 'startswith("config vocab_size'):
             assert pattern not in text, (module.name, pattern)
+
+
+def test_minus_100_leaves_a_position_without_a_target(model):
+    """transformers' labels mark positions without a target with -100: those positions are not scored."""
+    folder, _, _, h = model
+    scored = run_json("topk", folder, h, "--targets", "3,4,5,6,7,8")
+    ignored = run_json("topk", folder, h, "--targets", "3,-100,5,6,-100,8")
+    assert ignored["summary"][0]["count"] == scored["summary"][0]["count"] - 2 == 4
+    assert [p.get("target", {}).get("token_id") for p in ignored["positions"]] == [3, None, 5, 6, None, 8]
+    same = [p["target"] for i, p in enumerate(scored["positions"]) if i not in (1, 4)]
+    assert [p["target"] for p in ignored["positions"] if "target" in p] == same  # the others are scored as before
+    for other in ("-1", "-99", "-101"):
+        result = run("topk", folder, h, "--targets", f"3,{other},5,6,7,8", ok=False)
+        assert result.exit_code == 2 and "is negative" in result.stderr and "-100 leaves a position" in result.stderr

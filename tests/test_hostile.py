@@ -704,6 +704,7 @@ QUANT_BREAKAGE = [
     ("bnb_nf4", {"drop": ("lm_head.weight",)}, r"lm_head\.weight is missing"),
     ("bnb_int8", {"change": {"lm_head.SCB": ("F32", [16], bytes(64))}}, r"16 row scales for 32 rows"),
     ("bnb_int8", {"drop": ("lm_head.weight",)}, r"lm_head\.weight is missing"),
+    ("bnb_int8", {"drop": ("lm_head.SCB",)}, r"lm_head\.weight is stored as I8 without its scale lm_head\.SCB"),
     ("fp8_block", {"drop": ("lm_head.weight_scale_inv",)}, r"lm_head\.weight is stored as F8_E4M3 without its scale"),
     ("fp8_block", {"change": {"lm_head.weight_scale_inv": ("F32", [2, 1], bytes(8))}}, r"needs \[1, 1\]"),
     ("ct_int4", {"change": {"lm_head.weight_shape": ("I64", [2], np.array([V, 16], np.int64).tobytes())}}, r"does not pack weight_shape"),

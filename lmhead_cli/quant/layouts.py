@@ -78,6 +78,10 @@ def group(
             out.consumed.add(name)
         elif scheme is not None and info.dtype in FP8_DTYPES and len(info.shape) == 2:
             raise CheckpointError(info.file, f"{name} is stored as {info.dtype} without its scale ({scheme.quant_method} checkpoint)")
+        elif _bnb_int8_without_scale(name, info, scheme):
+            raise CheckpointError(
+                info.file, f"{name} is stored as I8 without its scale {name[: -len('.weight')]}.SCB (bitsandbytes int8 checkpoint)"
+            )
         elif name.endswith("_blocks") and scheme is not None and scheme.quant_method == "mxfp4":
             raise CheckpointError(info.file, f"{name} holds MXFP4 blocks, but {name[: -len('_blocks')]}_scales is missing")
         elif name.endswith(QUANT_SUFFIXES) or name.endswith(".scales") and name[: -len(".scales")] + ".qweight" not in tensors:
@@ -88,6 +92,14 @@ def group(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _bnb_int8_without_scale(name: str, info: TensorInfo, scheme: Scheme | None) -> bool:
+    """An int8 matrix in a bitsandbytes 8-bit checkpoint whose row scales (.SCB) are missing: its
+    values are not the weights, and counting it as a plain I8 head would hide that."""
+    if scheme is None or scheme.quant_method != "bitsandbytes" or scheme.bits != 8:
+        return False
+    return name.endswith(".weight") and info.dtype == "I8" and len(info.shape) == 2
 
 
 def _need(tensors: dict[str, TensorInfo], module: str, suffix: str, what: str) -> TensorInfo:

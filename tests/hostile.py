@@ -158,7 +158,18 @@ def quantized_checkpoint(
     tensors, qc = quantized_head(layout)
     tensors = {k: v for k, v in tensors.items() if k not in drop}
     tensors.update(change or {})
-    return checkpoint_dir(folder, st_raw(tensors), json.dumps({**CONFIG, "quantization_config": {**qc, **(config or {})}}))
+    metadata = {"format": "pt", "lm_head.weight": TORCHAO_HEAD_METADATA} if layout == "torchao" and "metadata" not in drop else None
+    return checkpoint_dir(folder, st_raw(tensors, metadata), json.dumps({**CONFIG, "quantization_config": {**qc, **(config or {})}}))
+
+
+# What transformers writes in the safetensors __metadata__ for a torchao Float8Tensor (tests/fixtures/quant/torchao_fp8)
+TORCHAO_HEAD_METADATA = json.dumps(
+    {
+        "_type": "Float8Tensor",
+        "_data": {"block_size": [1, D], "dtype": {"_type": "torch.dtype", "_data": "bfloat16"}},
+        "_tensor_data_names": ["qdata", "scale"],
+    }
+)
 
 
 def config_json(**changes) -> str:

@@ -732,6 +732,15 @@ def test_broken_quantized_modules_are_refused(tmp_path, layout, spoil, match):
         assert_input_error(invoke(*args), folder / "model.safetensors", match)
 
 
+def test_torchao_float8_without_its_metadata_is_counted_but_never_read_unrounded(tmp_path):
+    """The Float8Tensor metadata says which dtype torchao rounds the product to; without it the values
+    would be a guess, so only the count (which needs no values) goes ahead."""
+    folder = quantized_checkpoint(tmp_path / "m", "torchao", drop=("metadata",))
+    assert invoke("count", folder).exit_code == 0
+    for args in (["topk", folder, hidden_file(tmp_path)], ["check-tying", folder], ["doctor", folder]):
+        assert_input_error(invoke(*args), folder, r"lm_head is torchao float8 without its tensor metadata")
+
+
 def test_an_unreadable_quantized_head_is_refused_never_replaced(tmp_path):
     folder = quantized_checkpoint(tmp_path / "m", "gptq", config={"checkpoint_format": "marlin"})
     assert invoke("count", folder).exit_code == 0  # counting needs no values

@@ -169,8 +169,17 @@ def _fp8_scaled(qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> n
 
 
 def _torchao(qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> np.ndarray:
-    """torchao ``_dequantize_affine_float8``: qdata.float() * expanded scale, then ``.to(dtype)``."""
-    return _blocked(qw, start, stop, stored, qw.layout.get("dtype"))
+    """torchao ``_dequantize_affine_float8``: qdata.float() * expanded scale, then ``.to(dtype)``. The
+    dtype comes from the tensor's metadata; without it the rounding is unknown, so nothing is guessed."""
+    dtype = qw.layout.get("dtype")
+    if dtype is None:
+        raise CheckpointError(
+            qw.data.file,
+            f"{qw.module} is torchao float8 without its tensor metadata, which says the dtype its values are "
+            "rounded to: lmhead cannot dequantize it exactly",
+            hint="save it with transformers' safetensors serialization, which writes that metadata",
+        )
+    return _blocked(qw, start, stop, stored, dtype)
 
 
 def _ct_int(qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> np.ndarray:

@@ -9,7 +9,7 @@ The library is usable without the CLI::
 
 __version__ = "0.1.0"  # the one place the version lives (pyproject reads it)
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # ``census`` is both a function and the module that defines it: importing the submodule later would
 # replace the function on the package, so it is imported here (``count`` needs it anyway). Everything
@@ -19,6 +19,7 @@ from .anatomy import FinalNorm, HeadAnatomy, LogitTransform, locate_head
 from .census import Census, Group, census
 from .checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from .errors import AnatomyError, CheckpointError, HiddenStateError, LmheadError, TokenizerError
+from .lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .head import TopK, apply_final_norm, project
@@ -44,14 +45,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = vars(import_module(f".{_LAZY[name]}", __name__))[name]
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -11,7 +11,9 @@ from bytes ``Stored`` reads through the checkpoint's Readers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .dequant import read_rows
@@ -32,14 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = vars(import_module(f".{_LAZY[name]}", __name__))[name]
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = ["Grouping", "Method", "QuantizedWeight", "Scheme", "Stored", "group", "read_rows", "recognise"]

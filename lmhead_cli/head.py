@@ -9,8 +9,8 @@ probabilities are exact over the whole vocabulary.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from .checkpoint import Checkpoint
 from .conventions import NormKind, TransformKind
 from .errors import CheckpointError
 from .fold import Fold
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["TopK", "apply_final_norm", "default_chunk_rows", "norm_weight_warnings", "normalise", "project"]
 
@@ -175,7 +178,7 @@ def project(
     # With many states, one helper thread folds chunk i while this one multiplies chunk i + 1: the fold's
     # numpy work runs on one core and would leave the other idle between matmuls (T = 2048: about 4%
     # faster). With few states the fold is small, and handing it over costs more than it saves.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmhead-fold") if len(x) >= FOLD_THREAD_STATES else None
+    pool = _fold_pool() if len(x) >= FOLD_THREAD_STATES else None
     folding: Future[None] | None = None
     try:
         for start, w in ckpt.row_chunks(matrix, chunk_rows):  # w: (C, d) float32, reused by the next chunk
@@ -197,6 +200,12 @@ def project(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return _topk(fold, targets, target_logits, masked_rows=vocab - limit)
+
+
+def _fold_pool() -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # here: few states never start a thread (concurrent.futures: ~7 ms)
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmhead-fold")
 
 
 def _topk(fold: Fold, targets: np.ndarray | None, target_logits: np.ndarray | None, masked_rows: int) -> TopK:

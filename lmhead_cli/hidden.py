@@ -10,7 +10,6 @@ import math
 import os
 import tokenize
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -125,6 +124,8 @@ def _read_npz(path: Path, key: str | None, expect: _Expect) -> tuple[np.ndarray,
     ``zipfile`` stops inflating at the member's declared size, and the ``.npy`` header inside must
     claim no more than that size holds, so memory is bounded by the shape that passed the checks.
     """
+    import zipfile  # here: only an .npz needs it (7 ms of start-up with bz2, lzma and shutil)
+
     fd = open_regular(path, HiddenStateError, limit=MAX_FILE_BYTES)
     with os.fdopen(fd, "rb") as f:
         try:

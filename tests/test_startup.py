@@ -82,3 +82,14 @@ def test_count_does_not_load_what_it_does_not_use(tmp_path) -> None:
         (bare / name).write_bytes((LLAMA / name).read_bytes())
     assert loaded_by_count(bare) == ["rich.table"]  # no tokenizer.json: no tokenizer code
     assert loaded_by_count(bare, "--json") == []  # JSON draws no table
+
+
+def test_topk_on_a_few_positions_loads_no_thread_pool_and_no_zip_reader() -> None:
+    """concurrent.futures (a fold thread, from 256 states on) and zipfile (.npz only) cost start-up time."""
+    code = (
+        "import sys; from lmhead_cli.cli import main; sys.argv = ['lmhead', 'topk', sys.argv[1], sys.argv[2]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('concurrent.futures', 'zipfile') if m in sys.modules), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(LLAMA), str(LLAMA / "hidden.npy")], cwd=ROOT, capture_output=True, text=True)
+    assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr

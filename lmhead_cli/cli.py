@@ -367,7 +367,11 @@ def check_tying(
 @click.option("--targets", metavar="IDS|FILE.npy", help="Next-token ids per position (comma-separated or a .npy).")
 @click.option("--text", metavar="TEXT", help="The input text: position i's target is its token i+1.")
 @click.option("--tokenizer", type=PATH, help="tokenizer.json (default: beside CKPT).")
-@click.option("--chunk-rows", type=click.IntRange(min=1), help="Head rows per streamed chunk [default: ~16 MiB of float32].")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    help="Head rows per streamed chunk [default: ~4 MiB of float32 for up to 64 states, ~16 MiB for more or over hf://].",
+)
 @anatomy_options
 @json_option
 @handle_errors

@@ -27,7 +27,9 @@ __all__ = ["TopK", "apply_final_norm", "default_chunk_rows", "norm_weight_warnin
 
 NEAR_ZERO_MEAN = 0.2  # x·w norms trained from 1 stay far from 0; x·(1+w) weights start at 0 and stay near it
 FOLD_THREAD_STATES = 256  # from this many states on, chunks are folded in a helper thread
-CHUNK_BYTES = 16 * 2**20  # float32 bytes per chunk: fits in L2/L3-friendly BLAS panels; measured fastest on 2048-wide heads
+CHUNK_BYTES = 16 * 2**20  # float32 bytes per chunk with many states: fewer, larger matmuls and folds
+FEW_STATES = 64  # up to this many states the matmul is memory-bound: smaller chunks stay in cache
+FEW_STATES_CHUNK_BYTES = 4 * 2**20  # between widening and the matmul (V = 128256, d = 2048, T = 32: ~20% faster)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,14 @@ class TargetScores:
     ranks: np.ndarray  # (N,) int64, 1 = top
 
 
-def default_chunk_rows(hidden_size: int) -> int:
-    return max(64, CHUNK_BYTES // (4 * hidden_size))
+def default_chunk_rows(hidden_size: int, states: int, remote: bool = False) -> int:
+    """Head rows per chunk: ~4 MiB of float32 for up to ``FEW_STATES`` states, ~16 MiB for more, and
+    over hf:// (where each chunk is a ranged request) always ~16 MiB.
+    Measured on a 128256 x 2048 bf16 head (in-process, min of 4): T = 1 0.14 s vs 0.23 s,
+    T = 16 0.30 vs 0.39, T = 64 0.39 vs 0.47 with the smaller chunks; T = 128 0.91 vs 0.75 and
+    T = 2048 7.8 vs 7.2 with the larger ones."""
+    chunk_bytes = FEW_STATES_CHUNK_BYTES if states <= FEW_STATES and not remote else CHUNK_BYTES
+    return max(64, chunk_bytes // (4 * hidden_size))
 
 
 def apply_final_norm(x: np.ndarray, norm: FinalNorm, weight: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
@@ -160,7 +168,7 @@ def project(
     vocab = anatomy.vocab_size
     limit = vocab if vocab_limit is None else min(vocab, vocab_limit)
     k = min(k, limit)
-    chunk_rows = chunk_rows or default_chunk_rows(anatomy.hidden_size)
+    chunk_rows = chunk_rows or default_chunk_rows(anatomy.hidden_size, len(x), remote=ckpt.remote is not None)
     bias = _vector(ckpt, anatomy.head_bias, vocab, "head bias") if anatomy.head_bias else None  # (V,)
     fold = Fold(len(x), k)
     target_logits = None

@@ -237,3 +237,11 @@ def test_plain_output_has_no_box_drawing(model):
     folder, t, h, path = model
     out = run("topk", folder, path, "-k", "2").stdout
     assert "│" not in out and "position 0" in out and "no tokenizer found" in out
+
+
+def test_default_chunks_are_small_for_few_states_except_over_the_hub():
+    from lmhead_cli.head import default_chunk_rows
+
+    assert default_chunk_rows(2048, 32) == 512  # 4 MiB of float32: stays in cache between widening and matmul
+    assert default_chunk_rows(2048, 65) == default_chunk_rows(2048, 32, remote=True) == 2048  # 16 MiB
+    assert default_chunk_rows(2**20, 1) == 64  # never fewer rows than this

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -553,3 +554,29 @@ def _parse_ids(spec: str) -> list[int]:
 
 def main() -> None:
     cli(prog_name="lmhead")
+
+
+def run() -> None:
+    """The ``lmhead`` program (console script and ``python -m lmhead_cli``): ``main``, then the end of
+    the process without Python's interpreter teardown, once stdout and stderr are flushed.
+
+    Tearing down numpy, rich and the rest took 20-30 ms of every run, a fifth of ``count``'s.
+    lmhead keeps no file open for writing and registers no exit handler, so skipping it loses
+    nothing; the exit status is the one ``main`` gives. Anything but a ``SystemExit`` (an interrupt)
+    and a failed flush (a closed pipe) take Python's usual way out.
+    """
+    try:
+        main()
+        status: object = 0
+    except SystemExit as exc:
+        status = exc.code
+    if status is not None and not isinstance(status, int):
+        print(status, file=sys.stderr)  # what sys.exit does with a message
+        status = 1
+    code = status if isinstance(status, int) else 0
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. the reader of a pipe went away: let Python report it as it always has
+        sys.exit(code)
+    os._exit(code)

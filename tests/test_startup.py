@@ -93,3 +93,32 @@ def test_topk_on_a_few_positions_loads_no_thread_pool_and_no_zip_reader() -> Non
     )
     out = subprocess.run([sys.executable, "-c", code, str(LLAMA), str(LLAMA / "hidden.npy")], cwd=ROOT, capture_output=True, text=True)
     assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, status",
+    [
+        (["count", LLAMA], 0),
+        (["check-tying", LLAMA, "--expect", "tied"], 1),
+        (["count", ROOT / "no-such-folder"], 2),
+        (["--version"], 0),
+        (["count"], 2),
+    ],
+)
+def test_the_program_exits_with_mains_status_and_all_its_output(args, status) -> None:
+    """``lmhead`` ends without interpreter teardown (lmhead_cli.cli.run): the status and every byte of
+    output must be what main gives, through a pipe as at the end of a long JSON document."""
+    program = subprocess.run([sys.executable, "-m", "lmhead_cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    code = "import sys; from lmhead_cli.cli import main; sys.argv = ['lmhead', *sys.argv[1:]]; main()"
+    plain = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    assert program.returncode == plain.returncode == status, program.stderr
+    assert (program.stdout, program.stderr) == (plain.stdout, plain.stderr)
+
+
+def test_a_long_json_document_arrives_whole_through_a_pipe() -> None:
+    hidden = LLAMA / "hidden_layers.npy"
+    out = subprocess.run(
+        [sys.executable, "-m", "lmhead_cli", "topk", LLAMA, hidden, "--layers", "-k", "50", "--json"], cwd=ROOT, capture_output=True
+    )
+    assert out.returncode == 0 and len(out.stdout) > 100_000
+    assert json.loads(out.stdout)["positions"]

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 # replace the function on the package, so it is imported here (``count`` needs it anyway). Everything
 # else loads on first use, so that ``lmhead count`` pays neither for hidden-state files, tying,
 # tokenizers nor the head matmul.
-from .anatomy import FinalNorm, HeadAnatomy, LogitTransform, locate_head
+from .anatomy import HeadAnatomy, locate_head
 from .census import Census, Group, census
 from .checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from .errors import AnatomyError, CheckpointError, HiddenStateError, LmheadError, TokenizerError
+from .head_settings import FinalNorm, LogitTransform
 from .lazy import lazy_getattr
 
 if TYPE_CHECKING:

@@ -2,12 +2,13 @@
 
 ``locate_head`` consults the conventions table for the checkpoint's
 architecture, falls back to name patterns and shapes, and honours user
-overrides. Every decision records the rule that made it (``explain``).
+overrides. Every decision records the rule that made it (``explain``). What the
+math does with the roles (norm kind and epsilon, logit transforms, the user's
+overrides of them) is read by ``head_settings``.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,15 +18,21 @@ from .conventions import (
     ARCHITECTURE_TYPES,
     BUFFER_PATTERNS,
     EMBEDDING_PATTERNS,
-    EPS_KEYS,
     HEAD_PATTERNS,
-    NORM_PATTERNS,
     Convention,
-    NormKind,
     TransformKind,
     convention,
 )
 from .errors import AnatomyError, LmheadError
+from .head_settings import (
+    FinalNorm,
+    LogitTransform,
+    Overrides,
+    final_norm,
+    logit_transforms,
+    override_norm,
+    override_transforms,
+)
 from .problems import Problem, ProblemKind
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
@@ -33,39 +40,6 @@ from .wrapped import language_config, relocate, wrapped_tying
 __all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "Overrides", "locate_head"]
 
 HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim", "model_dim")
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """What the user set on the command line in place of the table (--norm, --eps, --logit-scale, --softcap)."""
-
-    norm: NormKind | None = None
-    eps: float | None = None
-    logit_scale: float | None = None  # multiply the logits; replaces the table's multiply / divide
-    softcap: float | None = None  # c · tanh(x / c); 0 turns the table's softcap off
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in (("norm", self.norm), ("eps", self.eps), ("logit_scale", self.logit_scale), ("softcap", self.softcap))
-            if v is not None
-        }
-
-
-@dataclass(frozen=True)
-class FinalNorm:
-    kind: NormKind
-    eps: float
-    weight: str | None  # tensor names; None when the norm has no such parameter
-    bias: str | None
-    eps_source: str
-
-
-@dataclass(frozen=True)
-class LogitTransform:
-    kind: TransformKind
-    value: float
-    source: str
 
 
 @dataclass(frozen=True)
@@ -204,7 +178,7 @@ def locate_head(
     if projection is not None:
         hidden = names[projection].shape[1]  # the model's width; the head's is the projection's output
     bad: list[str] = []  # settings the math cannot use (NaN, inf, negative): bad input, or doctor's problems
-    norm = _final_norm(ckpt, conv, hidden, explain, settings, where, bad)
+    norm = final_norm(ckpt, conv, hidden, explain, settings, where, bad)
     if gguf:
         explain.update(gguf_explain(arch, ckpt.metadata, norm.kind if norm else None))
     problems = (
@@ -212,7 +186,7 @@ def locate_head(
         if gguf
         else _size_problems(settings, vocab, hidden, matrix)
     )
-    transforms = _transforms(settings, conv, explain, where, bad, zero_is_off=gguf)
+    transforms = logit_transforms(settings, conv, explain, where, bad, zero_is_off=gguf)
     if bad and strict:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise AnatomyError(ckpt.config_path or ckpt.path, bad[0] + more)  # name the file the setting came from
@@ -223,8 +197,8 @@ def locate_head(
         transforms = ()
     pre_head = tuple(t for t in transforms if t.kind.before_head)
     transforms = tuple(t for t in transforms if not t.kind.before_head)
-    norm = _override_norm(ckpt, norm, overrides, hidden, explain)
-    transforms = _override_transforms(transforms, overrides, explain)
+    norm = override_norm(ckpt, norm, overrides, hidden, explain)
+    transforms = override_transforms(transforms, overrides, explain)
     guesses = () if conv or gguf else _guesses(arch, norm, overrides)
     if overrides.as_dict():
         explain["overrides"] = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.as_dict().items())
@@ -261,48 +235,6 @@ def locate_head(
         verified=conv is not None,
         overrides=overrides.as_dict(),
     )
-
-
-def _override_norm(ckpt: Checkpoint, norm: FinalNorm | None, o: Overrides, hidden: int, explain: dict[str, str]) -> FinalNorm | None:
-    """The located norm with the user's --norm kind and --eps; --norm none drops it."""
-    if o.norm is NormKind.NONE:
-        explain["final_norm"] = "none (--norm none)"
-        return None
-    if o.norm is None and o.eps is None:
-        return norm
-    if norm is None:
-        if o.norm is None:
-            return None  # --eps alone, and no norm to apply it to
-        weight = _last_norm_weight(ckpt.tensors, hidden)
-        if weight is None and o.norm.weighted:
-            raise AnatomyError(ckpt.path, f"--norm {o.norm}: no final-norm weight found", hint="check the tensor list with --explain")
-        bias = weight[: -len(".weight")] + ".bias" if weight else None
-        norm = FinalNorm(NormKind(o.norm), 1e-5, weight, bias if bias in ckpt.tensors else None, "default 1e-05 (no eps known)")
-        explain["final_norm"] = f"{weight}: name pattern (--norm {o.norm})"
-    kind, eps, source = norm.kind, norm.eps, norm.eps_source
-    if o.norm is not None:
-        kind = o.norm
-        explain["norm_kind"] = f"{kind}: --norm"
-    if o.eps is not None:
-        eps, source = o.eps, f"--eps {o.eps:g}"
-        explain["eps"] = source
-    bias = norm.bias if kind.centred else None
-    return FinalNorm(kind=kind, eps=eps, weight=norm.weight, bias=bias, eps_source=source)
-
-
-def _override_transforms(transforms: tuple[LogitTransform, ...], o: Overrides, explain: dict[str, str]) -> tuple[LogitTransform, ...]:
-    out = list(transforms)
-    if o.logit_scale is not None:
-        out = [t for t in out if t.kind not in (TransformKind.MULTIPLY, TransformKind.DIVIDE)]
-        if o.logit_scale != 1.0:
-            out.append(LogitTransform(TransformKind.MULTIPLY, o.logit_scale, f"--logit-scale {o.logit_scale:g}"))
-        explain["transform:multiply"] = f"--logit-scale {o.logit_scale:g}"
-    if o.softcap is not None:
-        out = [t for t in out if t.kind != TransformKind.SOFTCAP]
-        if o.softcap != 0:
-            out.insert(0, LogitTransform(TransformKind.SOFTCAP, o.softcap, f"--softcap {o.softcap:g}"))
-        explain["transform:softcap"] = f"--softcap {o.softcap:g}" + (" (off)" if o.softcap == 0 else "")
-    return tuple(out)
 
 
 def _guesses(arch: str | None, norm: FinalNorm | None, o: Overrides) -> tuple[str, ...]:
@@ -471,157 +403,6 @@ def _projection(ckpt: Checkpoint, conv: Convention | None, width: int, explain: 
         explain["projection"] = f"{name}: architecture table ({info.shape[1]} -> {width} before the head)"
         return name
     return None
-
-
-def _final_norm(
-    ckpt: Checkpoint,
-    conv: Convention | None,
-    hidden: int,
-    explain: dict[str, str],
-    config: dict[str, Any] | None,
-    where: str = "config",
-    bad: list[str] | None = None,
-) -> FinalNorm | None:
-    names = ckpt.tensors
-    config = config or {}
-    weight = bias = None
-    if conv and not conv.final_norm:
-        explain["final_norm"] = f"none ({conv.family}'s last block feeds the head)"
-        return None
-    if conv:
-        for module in conv.final_norm:
-            if module + ".weight" in names or module + ".bias" in names:
-                weight = module + ".weight" if module + ".weight" in names else None
-                bias = module + ".bias" if module + ".bias" in names else None
-                explain["final_norm"] = f"{module}: architecture table"
-                break
-        else:
-            if not conv.parameterless_norm:  # e.g. OPT-350m: do_layer_norm_before=False, no final norm
-                explain["final_norm"] = f"none ({conv.final_norm[0]} is not stored)"
-                return None
-            explain["final_norm"] = f"{conv.final_norm[0]}: architecture table (a norm without parameters)"
-        kind = conv.norm
-        eps, eps_source = _eps(config, conv.eps_keys, conv.eps_default, conv.family, where, bad)
-    else:
-        weight = _last_norm_weight(names, hidden)
-        if weight is None:
-            explain["final_norm"] = "not found"
-            return None
-        bias_name = weight[: -len(".weight")] + ".bias"
-        bias = bias_name if bias_name in names else None
-        kind = NormKind.LAYERNORM if bias else NormKind.RMSNORM
-        explain["final_norm"] = f"{weight}: name pattern; {kind} guessed from {'a bias' if bias else 'no bias'}"
-        eps, eps_source = _eps(config, EPS_KEYS, 1e-5, None, where, bad)
-    explain["eps"] = eps_source
-    return FinalNorm(kind=kind, eps=eps, weight=weight, bias=bias, eps_source=eps_source)
-
-
-def _last_norm_weight(names: dict, hidden: int) -> str | None:
-    found = [
-        n
-        for n, info in names.items()
-        if info.shape == (hidden,) and any(re.search(p, n) for p in NORM_PATTERNS) and not re.search(r"\.\d+\.", n)
-    ]
-    return found[-1] if found else None
-
-
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
-
-
-def _number(value: Any) -> float | None:
-    """A config value as a float (None when it is not a number); 10**400 becomes inf, never an OverflowError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def _bad_eps(value: float) -> str | None:
-    if math.isnan(value) or value < 0:  # the norm would divide by the square root of a negative
-        return "must be ≥ 0"
-    if value > FLOAT32_MAX:
-        return "must be finite"
-    return None
-
-
-def _bad_transform(kind: str, value: float) -> str | None:
-    """softcap c·tanh(x/c), scale x·s and divide x/s each need a positive, finite float32."""
-    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
-        return "must be finite"
-    if value < 0:
-        return "must be positive" + (" (a negative scale would reverse the ranking)" if kind != TransformKind.SOFTCAP else "")
-    if value < FLOAT32_TINY:
-        multiplies = kind in (TransformKind.MULTIPLY, TransformKind.PRE_MULTIPLY, TransformKind.PRE_WIDTH_RATIO)
-        return f"is too small to {'scale by' if multiplies else 'divide by'} in float32"
-    return None
-
-
-def _eps(
-    config: dict[str, Any], keys: tuple[str, ...], default: float, family: str | None, where: str = "config", bad: list[str] | None = None
-) -> tuple[float, str]:
-    """The norm's epsilon from the first key present; an unusable value is recorded in ``bad`` (or raised) and skipped."""
-    for key in keys:
-        value = _number(config.get(key))
-        if value is None:
-            continue
-        why = _bad_eps(value)
-        if why is None:
-            return value, f"{where} {key}={config[key]}"
-        problem = f"{where} {key}={_shown(config[key])} is not a valid epsilon ({why})"
-        if bad is None:
-            raise AnatomyError(None, problem)
-        bad.append(problem)
-        break
-    if family:
-        reason = f"{keys[0]} absent" if keys else "fixed in code"
-        return default, f"{family} default {default} ({reason})"
-    return default, f"default {default} (no eps key in {where})"
-
-
-def _shown(value: Any) -> str:
-    """A config number as the user wrote it, without printing all 400 digits of 10**400."""
-    text = str(value)
-    return text if len(text) <= 24 else f"{text[:8]}…({len(text)} digits)"
-
-
-def _transforms(
-    config: dict[str, Any] | None,
-    conv: Convention | None,
-    explain: dict[str, str],
-    where: str = "config",
-    bad: list[str] | None = None,
-    zero_is_off: bool = False,
-) -> tuple[LogitTransform, ...]:
-    """The architecture's logit transforms with their values; 0 means "off" only where llama.cpp reads it so (GGUF).
-
-    transformers applies a config's value whenever it is not None, so a 0 there is unusable (a division by 0, or every
-    logit multiplied to 0): bad input, never silently dropped."""
-    out: list[LogitTransform] = []
-    if conv is None:
-        return ()
-    for t in conv.transforms:
-        raw = (config or {}).get(t.key, t.default)
-        value = _number(raw)
-        if value is None:
-            continue
-        if t.kind != TransformKind.SOFTCAP and value == 1.0:
-            continue
-        if value == 0 and zero_is_off:  # llama.cpp reads 0 as "off"
-            continue
-        why = _bad_transform(t.kind, value)
-        if why is not None:
-            problem = f"{where} {t.key}={_shown(raw)} is not a valid {t.kind.noun} ({why})"
-            if bad is None:
-                raise AnatomyError(None, problem)
-            bad.append(problem)
-            continue
-        source = f"{where} {t.key}={raw}" if t.key in (config or {}) else f"{conv.family} default {t.key}={raw}"
-        out.append(LogitTransform(kind=t.kind, value=value, source=source))
-        explain[f"transform:{t.kind}"] = source
-    return tuple(out)
 
 
 def _gguf_architecture(metadata: dict[str, Any]) -> str | None:

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .anatomy import HeadAnatomy, Overrides, locate_head
+from .anatomy import HeadAnatomy, locate_head
 from .census import census
 from .checkpoint import Checkpoint, open_checkpoint
 from .conventions import NormKind
 from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
+from .head_settings import Overrides
 
 if TYPE_CHECKING:
     from .tokens import Vocabulary

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .anatomy import FinalNorm, HeadAnatomy, LogitTransform
+from .anatomy import HeadAnatomy
 from .checkpoint import Checkpoint
 from .conventions import NormKind, TransformKind
 from .errors import CheckpointError
 from .fold import Fold
+from .head_settings import FinalNorm, LogitTransform
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor

@@ -105,22 +105,7 @@ class Vocabulary:
 
 def load_vocabulary(path: str | Path) -> Vocabulary:
     """Read a Hugging Face ``tokenizer.json`` (a regular file of at most ``MAX_TOKENIZER_BYTES``) with the tokenizers library."""
-    from tokenizers import Tokenizer
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    data = read_regular(path, TokenizerError, "tokenizer", limit=MAX_TOKENIZER_BYTES)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise TokenizerError(path, "cannot read tokenizer: not UTF-8 text") from None
-    try:
-        tokenizer = Tokenizer.from_str(text)
-    except Exception as exc:  # tokenizers raises a bare Exception for every failure
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TokenizerError(path, f"cannot read tokenizer: {reason}") from exc
-    return _checked(Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer))
+    return _built(*_tokenizer_text(path))
 
 
 def tokenizer_size(path: str | Path) -> int:
@@ -128,17 +113,38 @@ def tokenizer_size(path: str | Path) -> int:
     (``get_vocab_size(with_added_tokens=True)``: the model's vocabulary, plus the added tokens it does
     not already hold), read from the JSON without building the tokenizer. ``count`` needs only this
     number, and building a Llama-3-sized tokenizer takes 0.3-0.4 s (json alone: about half, and no
-    tokenizers import). A layout this does not know, or a file the JSON reader refuses, goes to the
+    tokenizers import). A layout this does not know, or text the JSON reader refuses, goes to the
     tokenizers library, whose size (or error) is the reference."""
+    path, text = _tokenizer_text(path)
+    try:
+        size = _size_from_json(json.loads(text))
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        size = None
+    return size if size else _built(path, text).size  # 0: refused there ("holds no tokens")
+
+
+def _tokenizer_text(path: str | Path) -> tuple[Path, str]:
+    """The ``tokenizer.json`` at ``path`` (or inside the folder ``path``) and its text."""
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"
     data = read_regular(path, TokenizerError, "tokenizer", limit=MAX_TOKENIZER_BYTES)
     try:
-        size = _size_from_json(json.loads(data.decode("utf-8")))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
-        size = None
-    return size if size else load_vocabulary(path).size  # 0: refused there ("holds no tokens")
+        return path, data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenizerError(path, "cannot read tokenizer: not UTF-8 text") from None
+
+
+def _built(path: Path, text: str) -> Vocabulary:
+    """The tokenizers library's tokenizer from ``text``; its refusal as one line."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_str(text)
+    except Exception as exc:  # tokenizers raises a bare Exception for every failure
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TokenizerError(path, f"cannot read tokenizer: {reason}") from exc
+    return _checked(Vocabulary(source=str(path), size=tokenizer.get_vocab_size(with_added_tokens=True), _tokenizer=tokenizer))
 
 
 def _size_from_json(spec: Any) -> int | None:

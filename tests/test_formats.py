@@ -67,6 +67,9 @@ def test_each_reader_implements_the_protocol(make, tmp_path):
             assert raw.tobytes() == np.ascontiguousarray(VALUES[:, 2:5]).tobytes()
         empty = reader.read_rows(info, 2, 2)
         assert empty.shape == (0, 8)
+        lent = np.full((3, 8), np.nan, dtype=np.float32)  # a caller's reused chunk buffer
+        assert reader.read_rows(info, 2, 5, out=lent) is lent
+        np.testing.assert_array_equal(lent, VALUES[2:5])
     finally:
         reader.close()
         reader.close()  # idempotent
@@ -160,3 +163,12 @@ def test_column_bytes_reads_each_span_or_whole_rows(max_gap, lo, hi):
         assert reads == [(row * 40 + lo, hi - lo) for row in range(7)]
     else:
         assert reads == [(0, 80), (80, 80), (160, 80), (240, 40)]
+
+
+def test_a_buffer_of_the_wrong_shape_is_refused_not_half_filled(tmp_path):
+    reader = _safetensors(tmp_path)
+    info = next(t for t in reader.tensors if t.name == "w")
+    for wrong in (np.empty((2, 8), np.float32), np.empty((3, 8), np.float64), np.empty((8, 3), np.float32).T):
+        with pytest.raises(ValueError, match="out must be"):
+            reader.read_rows(info, 2, 5, out=wrong)
+    reader.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,15 @@ def test_a_long_json_document_arrives_whole_through_a_pipe() -> None:
     )
     assert out.returncode == 0 and len(out.stdout) > 100_000
     assert json.loads(out.stdout)["positions"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_fails_as_python_fails_it() -> None:
+    """A flush that fails (a full disk here, a closed pipe elsewhere) takes Python's own way out."""
+    args = ["count", str(LLAMA)]
+    code = "import sys; from lmhead_cli.cli import main; sys.argv = ['lmhead', *sys.argv[1:]]; main()"
+    with open("/dev/full", "w") as full:
+        program = subprocess.run([sys.executable, "-m", "lmhead_cli", *args], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
+        plain = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert program.returncode == plain.returncode != 0
+    assert "No space left on device" in program.stderr

@@ -65,7 +65,7 @@ def test_a_layout_it_does_not_know_goes_to_tokenizers(tmp_path, monkeypatch) -> 
     path = tmp_path / "tokenizer.json"
     path.write_text(json.dumps(spec))
     calls = []
-    monkeypatch.setattr(tokens, "load_vocabulary", lambda p: calls.append(p) or tokens.Vocabulary("x", 7))
+    monkeypatch.setattr(tokens, "_built", lambda p, text: calls.append(p) or tokens.Vocabulary("x", 7))
     assert tokenizer_size(path) == 2 and not calls  # read from the JSON
     spec["model"]["type"] = "SomethingNew"
     path.write_text(json.dumps(spec))

@@ -7,42 +7,40 @@ The library is usable without the CLI::
     print(census(ckpt, locate_head(ckpt)).head_share)
 """
 
-__version__ = "0.1.0"  # the one place the version lives (pyproject reads it)
-
 from typing import TYPE_CHECKING
 
-# ``census`` is both a function and the module that defines it: importing the submodule later would
-# replace the function on the package, so it is imported here (``count`` needs it anyway). Everything
-# else loads on first use, so that ``lmhead count`` pays neither for hidden-state files, tying,
-# tokenizers nor the head matmul.
-from .anatomy import HeadAnatomy, locate_head
-from .census import Census, Group, census
-from .checkpoint import Checkpoint, TensorInfo, open_checkpoint
-from .errors import AnatomyError, CheckpointError, HiddenStateError, LmheadError, TokenizerError
-from .head_settings import FinalNorm, LogitTransform
-from .lazy import lazy_getattr
+# What every command needs is imported here; everything else loads on first use, so that ``lmhead count``
+# pays neither for hidden-state files, tying, tokenizers nor the head matmul.
+from .analyses.census import Census, Group, census
+from .checkpoint.checkpoint import Checkpoint, TensorInfo
+from .checkpoint.open import open_checkpoint
+from .core.errors import AnatomyError, CheckpointError, HiddenStateError, LmheadError, TokenizerError
+from .core.lazy import lazy_getattr
+from .core.version import __version__
+from .model.anatomy import HeadAnatomy, locate_head
+from .model.head_settings import FinalNorm, LogitTransform
 
 if TYPE_CHECKING:
-    from .head import TopK, apply_final_norm, project
-    from .hidden import HiddenStates, load_hidden
-    from .prediction import Predictions, predict
-    from .tokens import Vocabulary, load_vocabulary
-    from .tying import TyingReport, ValueComparison, compare_values, diagnose_tying
+    from .analyses.tying import TyingReport, ValueComparison, compare_values, diagnose_tying
+    from .inputs.hidden import HiddenStates, load_hidden
+    from .inputs.tokens import Vocabulary, load_vocabulary
+    from .logits.head import TopK, apply_final_norm, project
+    from .logits.prediction import Predictions, predict
 
 _LAZY = {
-    "TopK": "head",
-    "apply_final_norm": "head",
-    "project": "head",
-    "Predictions": "prediction",
-    "predict": "prediction",
-    "HiddenStates": "hidden",
-    "load_hidden": "hidden",
-    "Vocabulary": "tokens",
-    "load_vocabulary": "tokens",
-    "TyingReport": "tying",
-    "ValueComparison": "tying",
-    "compare_values": "tying",
-    "diagnose_tying": "tying",
+    "TopK": "logits.head",
+    "apply_final_norm": "logits.head",
+    "project": "logits.head",
+    "Predictions": "logits.prediction",
+    "predict": "logits.prediction",
+    "HiddenStates": "inputs.hidden",
+    "load_hidden": "inputs.hidden",
+    "Vocabulary": "inputs.tokens",
+    "load_vocabulary": "inputs.tokens",
+    "TyingReport": "analyses.tying",
+    "ValueComparison": "analyses.tying",
+    "compare_values": "analyses.tying",
+    "diagnose_tying": "analyses.tying",
 }
 
 

@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .anatomy import HeadAnatomy, locate_head
-from .census import census
-from .checkpoint import Checkpoint, open_checkpoint
-from .conventions import NormKind
-from .errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
-from .head_settings import Overrides
+from .analyses.census import census
+from .checkpoint.checkpoint import Checkpoint
+from .checkpoint.open import open_checkpoint
+from .core.errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
+from .model.anatomy import HeadAnatomy, locate_head
+from .model.conventions import NormKind
+from .model.head_settings import Overrides
 
 if TYPE_CHECKING:
-    from .tokens import Vocabulary
+    from .inputs.tokens import Vocabulary
 
 # Modules only some commands use (tokenizers, hidden-state files, tying, prediction) are imported inside them.
 
@@ -141,7 +142,7 @@ def _open(
         raise CheckpointError(ckpt.path, "--full compares every value, and hf:// reads values only when asked", hint="add --fetch-values")
     overrides = _overrides()
     if ckpt.remote is not None and fetch_values:
-        from .tying import value_bytes  # only here: count on a local checkpoint never loads tying
+        from .analyses.tying import value_bytes  # only here: count on a local checkpoint never loads tying
 
         names = locate_head(ckpt, head=head, embedding=embedding, strict=strict, values=False, overrides=overrides)
         render.note(f"--fetch-values: reading up to {value_bytes(ckpt, names):,} bytes of embedding and head values from the hub")
@@ -155,7 +156,7 @@ def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]
     """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
     if values:
         return []
-    from .tying import values_unread
+    from .analyses.tying import values_unread
 
     if not values_unread(ckpt, anatomy):
         return []
@@ -168,7 +169,7 @@ def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
     source = tokenizer if tokenizer is not None else ckpt.tokenizer_path
     if source is not None:
-        from .tokens import load_vocabulary
+        from .inputs.tokens import load_vocabulary
 
         return load_vocabulary(source)
     if ckpt.tokens is not None and not ckpt.tokens:  # an empty list would mask every head row as padding
@@ -176,13 +177,13 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         raise TokenizerError(ckpt.path, "tokenizer.ggml.tokens holds no tokens", hint=hint)
     if ckpt.format == "gguf":  # a GGUF carries its tokenizer
         from .formats.gguf import GGUFFile
-        from .gguf_tokenizer import gguf_vocabulary
+        from .inputs.gguf_tokenizer import gguf_vocabulary
 
         reader = ckpt.readers.get(ckpt.path)
         if isinstance(reader, GGUFFile):
             return gguf_vocabulary(reader)
     if ckpt.tokens is not None:
-        from .tokens import vocabulary_from_tokens
+        from .inputs.tokens import vocabulary_from_tokens
 
         return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
     return None
@@ -193,7 +194,7 @@ def _vocabulary_size(ckpt: Checkpoint, tokenizer: Path | None) -> int | None:
     without building the tokenizer."""
     source = tokenizer if tokenizer is not None else ckpt.tokenizer_path
     if source is not None:
-        from .tokens import tokenizer_size
+        from .inputs.tokens import tokenizer_size
 
         return tokenizer_size(source)
     vocab = _vocabulary(ckpt, None)
@@ -339,9 +340,9 @@ def check_tying(
       lmhead check-tying sample_weights/gpt2-tied
       lmhead check-tying my-finetune/ --expect untied --json
     """
+    from .analyses.tying import diagnose_tying
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
-    from .tying import diagnose_tying
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
     report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
@@ -411,9 +412,9 @@ def topk(
       lmhead topk sample_weights/gpt2-tied sample_weights/gpt2-tied/hidden_layers.npy --layers
     """
     from . import render
-    from .head import norm_weight_warnings
-    from .hidden import load_hidden
-    from .prediction import check_targets, predict, select_positions, targets_from_ids, targets_from_text
+    from .inputs.hidden import load_hidden
+    from .logits.head import norm_weight_warnings
+    from .logits.prediction import check_targets, predict, select_positions, targets_from_ids, targets_from_text
     from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
@@ -504,7 +505,7 @@ def doctor(
       lmhead doctor sample_weights/llama-bf16
       lmhead doctor my-finetune/ --json | jq .problems
     """
-    from .doctor import doctor as run_doctor
+    from .analyses.doctor import doctor as run_doctor
     from .render import emit, emit_json
     from .render.doctor import doctor_json, doctor_view
 
@@ -544,7 +545,7 @@ def _emit_explain(anatomy: HeadAnatomy, explain: bool) -> None:
 
 def _parse_ids(spec: str) -> list[int]:
     if spec.endswith(".npy"):
-        from .hidden import load_target_ids
+        from .inputs.hidden import load_target_ids
 
         return load_target_ids(Path(spec))
     try:

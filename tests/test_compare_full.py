@@ -47,7 +47,7 @@ def test_identical_bytes_with_a_nan_are_measured(tmp_path, dtype: str) -> None:
 
 @pytest.mark.parametrize("memcmp", [True, False])
 def test_bytes_equal_agrees_with_numpy(monkeypatch, memcmp: bool) -> None:
-    from lmhead_cli import compare
+    from lmhead_cli.checkpoint import compare
 
     if not memcmp:  # a platform without a C library to call: numpy's comparison
         monkeypatch.setattr(compare, "_memcmp", lambda: None)
@@ -68,7 +68,7 @@ def test_bytes_equal_agrees_with_numpy(monkeypatch, memcmp: bool) -> None:
 @pytest.mark.parametrize("dtype", ["BF16", "F16"])
 def test_finite_bits_on_every_16_bit_pattern(dtype: str) -> None:
     """The two-reduction bit test against numpy's isfinite, one pattern at a time, all 65,536."""
-    from lmhead_cli.compare import _finite_bits
+    from lmhead_cli.checkpoint.compare import _finite_bits
     from lmhead_cli.formats.base import TensorInfo
 
     bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
@@ -82,7 +82,7 @@ def test_finite_bits_on_every_16_bit_pattern(dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_finite_bits_on_wide_specials(dtype) -> None:
-    from lmhead_cli.compare import _finite_bits
+    from lmhead_cli.checkpoint.compare import _finite_bits
     from lmhead_cli.formats.base import TensorInfo
 
     info = TensorInfo("w", (1, 1), "F32" if dtype is np.float32 else "F64", 1, None, 0)

@@ -183,7 +183,7 @@ def test_strict_json_turns_non_finite_numbers_into_null():
 
 
 def _evidence(directs, head_stored=True, shares=False, source=None):
-    from lmhead_cli.tie import TieEvidence, TieSource
+    from lmhead_cli.model.tie import TieEvidence, TieSource
 
     return TieEvidence(source or TieSource.CONFIG, directs, directs, "", head_stored=head_stored, shares_storage=shares)
 
@@ -203,7 +203,7 @@ def _evidence(directs, head_stored=True, shares=False, source=None):
     ],
 )
 def test_loads_tied_is_the_one_definition(directs, head_stored, shares, identical, tied):
-    from lmhead_cli.tie import loads_tied, values_decide
+    from lmhead_cli.model.tie import loads_tied, values_decide
 
     e = _evidence(directs, head_stored, shares)
     assert values_decide(e) is (directs is not False and head_stored and not shares)

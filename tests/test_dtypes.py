@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmhead_cli.dtypes import FLOAT8, STORAGE, float8_table, to_float32
+from lmhead_cli.core.dtypes import FLOAT8, STORAGE, float8_table, to_float32
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 

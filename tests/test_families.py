@@ -1,7 +1,7 @@
 """Every decoder family in the generated table, against transformers' own numbers.
 
 The fixtures (tests/fixtures/families/<model_type>/) and the table
-(lmhead_cli/families.py) come from tests/fixtures/make_families.py, which ran
+(lmhead_cli/model/families.py) come from tests/fixtures/make_families.py, which ran
 transformers: num_parameters(), the tying it loads, and the model's own logits
 from the final norm's input and output. Nothing here imports torch or transformers.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from lmhead_cli import locate_head, open_checkpoint, project
-from lmhead_cli.conventions import NormKind, TransformKind, convention
-from lmhead_cli.families import FAMILIES, MAPPING_TYPES, UNCOVERED
+from lmhead_cli.model.conventions import NormKind, TransformKind, convention
+from lmhead_cli.model.families import FAMILIES, MAPPING_TYPES, UNCOVERED
 
 from conftest import ROOT, run_json
 
@@ -80,7 +80,7 @@ def test_table_is_current_with_the_fixture(case):
 
 def test_hand_written_conventions_are_not_generated_types():
     """``convention`` prefers a hand-written entry: none may silently hide a generated one."""
-    code = "import json; from lmhead_cli.conventions import CONVENTIONS; print(json.dumps(sorted(CONVENTIONS)))"  # as imported
+    code = "import json; from lmhead_cli.model.conventions import CONVENTIONS; print(json.dumps(sorted(CONVENTIONS)))"  # as imported
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     hand = json.loads(out)
     assert hand and not set(hand) & set(FAMILIES)

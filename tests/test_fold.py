@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmhead_cli import load_hidden, locate_head, open_checkpoint, predict
-from lmhead_cli.fold import Fold
+from lmhead_cli.logits.fold import Fold
 
 from builders import llama_config, llama_tensors, write_checkpoint
 
@@ -127,7 +127,7 @@ def test_topk_command_path_matches_brute_force(tmp_path) -> None:
 def test_many_states_folded_in_a_helper_thread_match_brute_force(tmp_path, monkeypatch, threaded: bool) -> None:
     """From FOLD_THREAD_STATES states on, chunks are folded in a second thread, in order: the same
     answer, targets and bias included."""
-    from lmhead_cli import head
+    from lmhead_cli.logits import head
 
     monkeypatch.setattr(head, "FOLD_THREAD_STATES", 1 if threaded else 10**9)
     rng = np.random.default_rng(6)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -114,26 +113,6 @@ def test_same_bytes_needs_one_place():
     assert not a.same_bytes_as(TensorInfo("b", (2, 2), "F32", 16, Path("f"), 116))
     assert not a.same_bytes_as(TensorInfo("b", (2, 2), "F32", 16, Path("g"), 100))
     assert not TensorInfo("a", (4,), "F32", 16, Path("f"), None).same_bytes_as(TensorInfo("b", (4,), "F32", 16, Path("f"), None))
-
-
-def test_format_modules_import_nothing_above_them():
-    """formats/* may use errors, dtypes (bf16/fp8 widening) and each other's base, never checkpoint, anatomy
-    or the CLI: no import cycle. errors and dtypes are leaves: they import nothing of lmhead's."""
-    for module in sorted((PACKAGE / "formats").glob("*.py")):
-        tree = ast.parse(module.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level >= 2:
-                assert node.module in ("errors", "dtypes"), f"{module.name} imports ..{node.module}"
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                assert not node.module.startswith("lmhead_cli"), f"{module.name} imports {node.module}"
-
-
-def test_leaf_modules_import_nothing_of_lmhead():
-    for name in ("errors.py", "dtypes.py"):
-        tree = ast.parse((PACKAGE / name).read_text())
-        assert not any(isinstance(node, ast.ImportFrom) and (node.level or "lmhead" in (node.module or "")) for node in ast.walk(tree)), (
-            name
-        )
 
 
 def test_no_reader_method_is_looked_up_by_name():

@@ -1,4 +1,4 @@
-"""llama.cpp's per-architecture rules for GGUF files (lmhead_cli/gguf_conventions.py).
+"""llama.cpp's per-architecture rules for GGUF files (lmhead_cli/model/gguf_conventions.py).
 
 Each test writes a small GGUF with ``gguf.GGUFWriter`` and checks what lmhead does against what
 llama.cpp's graph for that architecture does, as cited in the table (``src/models/<arch>.cpp``).
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from lmhead_cli import locate_head, open_checkpoint
-from lmhead_cli.gguf_conventions import GGUF_ARCHS, HeadRule
+from lmhead_cli.model.gguf_conventions import GGUF_ARCHS, HeadRule
 
 from conftest import run, run_json
 

@@ -14,9 +14,9 @@ import gguf
 import numpy as np
 import pytest
 
-from lmhead_cli.errors import TokenizerError
+from lmhead_cli.core.errors import TokenizerError
 from lmhead_cli.formats.gguf import GGUFFile
-from lmhead_cli.gguf_tokenizer import build_tokenizer, read_gguf_vocab
+from lmhead_cli.inputs.gguf_tokenizer import build_tokenizer, read_gguf_vocab
 
 from conftest import ROOT, run, run_json
 

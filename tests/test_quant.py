@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmhead_cli.anatomy import locate_head
-from lmhead_cli.checkpoint import open_checkpoint
+from lmhead_cli.checkpoint.open import open_checkpoint
+from lmhead_cli.model.anatomy import locate_head
 
 from conftest import ROOT, run, run_json
 

@@ -458,9 +458,9 @@ TRUNCATING = textwrap.dedent(
     """
     import os, sys
     sys.path.insert(0, {root!r})
-    import lmhead_cli.compare as compare
+    import lmhead_cli.checkpoint.compare as compare
     compare.COMPARE_CHUNK_BYTES = 4096  # many chunks (read two at a time, in two threads): the file shrinks between them
-    from lmhead_cli.checkpoint import Checkpoint
+    from lmhead_cli.checkpoint.checkpoint import Checkpoint
     target, args = sys.argv[1], sys.argv[2:]
     calls = [0]
 

@@ -49,12 +49,12 @@ def test_no_heavy_imports(args: tuple) -> None:
 
 
 NOT_FOR_COUNT = (
-    "lmhead_cli.hidden",  # hidden-state files
-    "lmhead_cli.tying",
-    "lmhead_cli.compare",  # value comparison: only when the values decide tying
-    "lmhead_cli.head",  # the head matmul
-    "lmhead_cli.prediction",
-    "lmhead_cli.gguf_conventions",  # llama.cpp's rules: only for a GGUF
+    "lmhead_cli.inputs.hidden",  # hidden-state files
+    "lmhead_cli.analyses.tying",
+    "lmhead_cli.checkpoint.compare",  # value comparison: only when the values decide tying
+    "lmhead_cli.logits.head",  # the head matmul
+    "lmhead_cli.logits.prediction",
+    "lmhead_cli.model.gguf_conventions",  # llama.cpp's rules: only for a GGUF
     "lmhead_cli.quant.layouts",  # a dense checkpoint stops at quant.detect
     "lmhead_cli.quant.dequant",
     "tokenizers",  # a tokenizer.json is sized from its JSON
@@ -64,7 +64,7 @@ NOT_FOR_COUNT = (
 
 
 def loaded_by_count(ckpt, *flags: str) -> list[str]:
-    watched = NOT_FOR_COUNT + ("lmhead_cli.tokens", "rich.table")
+    watched = NOT_FOR_COUNT + ("lmhead_cli.inputs.tokens", "rich.table")
     code = (
         "import json, sys; from lmhead_cli.cli import main; sys.argv = ['lmhead', 'count', *json.loads(sys.argv[1])]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -76,7 +76,7 @@ def loaded_by_count(ckpt, *flags: str) -> list[str]:
 
 
 def test_count_does_not_load_what_it_does_not_use(tmp_path) -> None:
-    assert loaded_by_count(LLAMA) == ["lmhead_cli.tokens", "rich.table"]  # tokenizer.json sizes the vocabulary; the table
+    assert loaded_by_count(LLAMA) == ["lmhead_cli.inputs.tokens", "rich.table"]  # tokenizer.json sizes the vocabulary; the table
     bare = tmp_path / "model"
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):

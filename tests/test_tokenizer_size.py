@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from lmhead_cli.tokens import tokenizer_size
+from lmhead_cli.inputs.tokens import tokenizer_size
 
 from conftest import SAMPLES, run_json
 
@@ -59,7 +59,7 @@ def test_samples_are_sized_as_tokenizers_sizes_them(sample: str) -> None:
 
 
 def test_a_layout_it_does_not_know_goes_to_tokenizers(tmp_path, monkeypatch) -> None:
-    from lmhead_cli import tokens
+    from lmhead_cli.inputs import tokens
 
     spec = {"version": "1.0", "added_tokens": [], "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}
     path = tmp_path / "tokenizer.json"
@@ -75,7 +75,7 @@ def test_a_layout_it_does_not_know_goes_to_tokenizers(tmp_path, monkeypatch) -> 
 
 
 def test_a_broken_or_empty_tokenizer_is_still_an_error(tmp_path) -> None:
-    from lmhead_cli.errors import TokenizerError
+    from lmhead_cli.core.errors import TokenizerError
 
     path = tmp_path / "tokenizer.json"
     path.write_text("{not json")

@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from lmhead_cli import load_hidden, locate_head, open_checkpoint, project
-from lmhead_cli.tokens import visible
+from lmhead_cli.inputs.tokens import visible
 
 from builders import llama_config, llama_tensors, write_checkpoint
 from conftest import SAMPLES, run, run_json
@@ -240,7 +240,7 @@ def test_plain_output_has_no_box_drawing(model):
 
 
 def test_default_chunks_are_small_for_few_states_except_over_the_hub():
-    from lmhead_cli.head import default_chunk_rows
+    from lmhead_cli.logits.head import default_chunk_rows
 
     assert default_chunk_rows(2048, 32) == 512  # 4 MiB of float32: stays in cache between widening and matmul
     assert default_chunk_rows(2048, 65) == default_chunk_rows(2048, 32, remote=True) == 2048  # 16 MiB

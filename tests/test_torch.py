@@ -127,8 +127,8 @@ BIN_CASES = sorted(p.name for p in QUANT.iterdir() if (p / "reference.npz").is_f
 def test_a_quantized_head_in_a_bin_file_is_dequantized_as_from_safetensors(case, tmp_path):
     """The quant fixtures' tensors saved by torch.save: the parts are read through the torch reader (rows, column
     ranges), and the head equals the reference dequantizer's, as it does from the safetensors files."""
-    from lmhead_cli.anatomy import locate_head
-    from lmhead_cli.checkpoint import open_checkpoint
+    from lmhead_cli.checkpoint.open import open_checkpoint
+    from lmhead_cli.model.anatomy import locate_head
 
     folder = QUANT / case
     state = {name: tensor for file in sorted(folder.glob("*.safetensors")) for name, tensor in load_file(file).items()}

@@ -6,9 +6,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from lmhead_cli import compare as compare_module
 from lmhead_cli import locate_head, open_checkpoint
-from lmhead_cli import tying as tying_module
+from lmhead_cli.analyses import tying as tying_module
+from lmhead_cli.checkpoint import compare as compare_module
 
 from builders import llama_config, llama_tensors, write_checkpoint
 from conftest import REFERENCE_CASES, reference, run, run_json

@@ -1,6 +1,9 @@
 """On-disk formats: one module per format, each implementing ``base.Reader``.
 
 ``base`` defines the protocol, ``TensorInfo`` and the ``Format`` names, and
-says how to add a format. Modules here import nothing from the rest of the
-package but ``errors``; ``checkpoint.py`` chooses a reader and assembles them.
+says how to add a format. Tensors come from headers, raw bytes by range;
+roles, configs and architectures are unknown here. ``checkpoint/`` chooses a
+reader for each file and assembles them.
+
+Layer rule: imports only core.
 """

@@ -221,7 +221,7 @@ def pread_exact(fd: int, nbytes: int, offset: int, path: Path) -> U8Array:
     Positional reads (not mmap) keep resident memory bounded by the buffer:
     pages of a memory map stay in the process's RSS once touched.
     """
-    from ..errors import CheckpointError
+    from ..core.errors import CheckpointError
 
     buf = np.empty(nbytes, dtype=np.uint8)
     view = memoryview(buf)  # type: ignore[arg-type]  # ndarray implements the buffer protocol
@@ -279,7 +279,7 @@ class BufferPool:
 
 def fill_exact(fd: int, buf: U8Array, offset: int, path: Path) -> None:
     """Fill ``buf`` from ``offset``; a short read means the file shrank after its header was checked."""
-    from ..errors import CheckpointError
+    from ..core.errors import CheckpointError
 
     view = memoryview(buf)  # type: ignore[arg-type]  # ndarray implements the buffer protocol
     done = 0

@@ -26,8 +26,8 @@ import numpy as np
 from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGMLQuantizationType, GGUFValueType
 
-from ..dtypes import STORAGE, to_float32
-from ..errors import CheckpointError
+from ..core.dtypes import STORAGE, to_float32
+from ..core.errors import CheckpointError
 from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact, into, pread_exact
 
 __all__ = ["GGUFFile"]

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import STORAGE, to_float32
-from ..errors import CheckpointError
+from ..core.dtypes import STORAGE, to_float32
+from ..core.errors import CheckpointError
 from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, into
 
 RETRIES = 4  # after the first try

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import STORAGE, to_float32
-from ..errors import CheckpointError
+from ..core.dtypes import STORAGE, to_float32
+from ..core.errors import CheckpointError
 from .base import BufferPool, F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact
 
 # safetensors dtype name -> numpy dtype (None: packed sub-byte types we count but cannot read)
@@ -34,7 +34,7 @@ NUMPY_DTYPES: dict[str, np.dtype | None] = {
     "F16": np.dtype(np.float16),
     **{
         name: STORAGE[name] for name in ("BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ")
-    },  # raw bits (lmhead_cli.dtypes)
+    },  # raw bits (lmhead_cli.core.dtypes)
     "C64": np.dtype(np.complex64),
     "I64": np.dtype(np.int64),
     "I32": np.dtype(np.int32),

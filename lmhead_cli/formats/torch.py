@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 from .base import F32Array, F64Array, Format, Storage, TensorInfo, U8Array, into
 
 # torch dtype -> the safetensors name lmhead reports everywhere

@@ -7,13 +7,15 @@ quantized module's stored tensors (packed weight, scales, zero points, ...)
 into one ``QuantizedWeight`` with its true dense shape; ``read_rows`` turns row
 ranges of it back into float32, exactly as the method's own dequantizer does,
 from bytes ``Stored`` reads through the checkpoint's Readers.
+
+Layer rule: imports only core, formats.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_getattr
+from ..core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .dequant import read_rows

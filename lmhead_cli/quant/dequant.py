@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 from ..formats.base import TensorInfo
 from .raw import Stored, as_float32, round_to
 from .scheme import Method, QuantizedWeight

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 from ..formats.base import TensorInfo
 from .detect import LOOSE_METADATA, QUANT_SUFFIXES
 from .scheme import Method, QuantizedWeight, Scheme, ct_weights

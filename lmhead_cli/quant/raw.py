@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..dtypes import NARROW_FLOATS, to_float32
-from ..errors import CheckpointError
+from ..core.dtypes import NARROW_FLOATS, to_float32
+from ..core.errors import CheckpointError
 from ..formats.base import Reader, TensorInfo
 
 __all__ = ["STORAGE", "Stored", "as_float32", "round_to"]

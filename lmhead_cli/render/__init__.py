@@ -3,6 +3,8 @@
 Only this module imports rich. Builders return renderables or plain dicts;
 ``emit`` prints once. Strings from checkpoints (tensor and token names) go
 into ``Text`` objects, never into markup, so they cannot style the output.
+
+Layer rule: imports only core, formats, quant, checkpoint, model, inputs, logits, analyses.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from rich.console import Console, Group, RenderableType
 from rich.segment import Segment, Segments
 from rich.text import Text as RichText
 
-from ..errors import LmheadError
-from ..escape import visible
+from ..core.errors import LmheadError
+from ..core.escape import visible
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.console import Group as RichGroup
 
-from ..anatomy import HeadAnatomy
-from ..census import Census, Quantization
-from ..checkpoint import Checkpoint
+from ..analyses.census import Census, Quantization
+from ..checkpoint.checkpoint import Checkpoint
+from ..model.anatomy import HeadAnatomy
 from . import Text, human_bytes, human_count, percent
 
 LABELS = {

@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-from ..checkpoint import Checkpoint
-from ..doctor import DoctorReport
+from ..analyses.doctor import DoctorReport
+from ..checkpoint.checkpoint import Checkpoint
 from . import Text, human_bytes, percent
 from .census import census_json
 from .explain import explain_json

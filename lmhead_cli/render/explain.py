@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
-from ..anatomy import HeadAnatomy
+from ..model.anatomy import HeadAnatomy
 from . import Text
 
 

@@ -8,9 +8,9 @@ from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 
-from ..anatomy import HeadAnatomy
-from ..prediction import Predictions
-from ..tokens import Vocabulary
+from ..inputs.tokens import Vocabulary
+from ..logits.prediction import Predictions
+from ..model.anatomy import HeadAnatomy
 from . import Text
 
 

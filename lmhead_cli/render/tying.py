@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-from ..checkpoint import Checkpoint
-from ..tying import TyingReport
+from ..analyses.tying import TyingReport
+from ..checkpoint.checkpoint import Checkpoint
 from . import Text, human_bytes
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from .checkpoint import INDEX_SUFFIX, Checkpoint, _assemble, _open_index
-from .errors import CheckpointError
-from .formats.remote import TIMEOUT_S, HubFiles, HubPath, RemoteSafetensors, hub_error, hub_errors
-from .hub import HubTarget, cache_dir
+from ..core.errors import CheckpointError
+from ..formats.remote import TIMEOUT_S, HubFiles, HubPath, RemoteSafetensors, hub_error, hub_errors
+from .assemble import INDEX_SUFFIX, assemble, choose_weights, open_index
+from .cache import HubTarget, cache_dir
+from .checkpoint import Checkpoint
 
 __all__ = ["open_remote"]
 
@@ -26,7 +27,7 @@ JSON_FILES = ("config.json", "tokenizer.json", "quantize_config.json")  # what a
 def open_remote(target: HubTarget) -> Checkpoint:
     commit, names = _resolve(target)
     root = HubPath(target.repo_id + (f"@{quote(target.revision, safe='')}" if target.revision else ""))
-    from . import __version__
+    from ..core.version import __version__
 
     files = HubFiles(target.repo_id, commit, target.endpoint, root, library_version=__version__)
     snapshot = cache_dir() / f"models--{target.repo_id.replace('/', '--')}" / "snapshots" / commit
@@ -43,16 +44,14 @@ def open_remote(target: HubTarget) -> Checkpoint:
             raise CheckpointError(root / index, f"names shard {name!r}, which the repo does not have")
         return root / name
 
+    weights = choose_weights(names)
     indexes = sorted(n for n in names if n.endswith(INDEX_SUFFIX) and "/" not in n)
-    preferred = "model" + INDEX_SUFFIX
-    if preferred in indexes or len(indexes) == 1:
-        index = preferred if preferred in indexes else indexes[0]
+    if weights is not None and weights.index is not None:
+        index = weights.index
         local_index = _download(target, commit, index)
-        ckpt = _open_index(local_index, snapshot, shown=root, locate=locate, opener=opener)
-    elif "model.safetensors" in names:
-        ckpt = _assemble(root, [root / "model.safetensors"], snapshot, opener=opener)
-    elif top := sorted(n for n in names if n.endswith(".safetensors") and "/" not in n):
-        ckpt = _assemble(root, [root / n for n in top], snapshot, opener=opener)
+        ckpt = open_index(local_index, snapshot, shown=root, locate=locate, opener=opener)
+    elif weights is not None:
+        ckpt = assemble(root, [root / n for n in weights.files], snapshot, opener=opener)
     elif len(indexes) > 1:
         raise CheckpointError(target.shown, f"several index files ({', '.join(indexes)}); lmhead cannot tell which to read")
     else:
@@ -71,7 +70,7 @@ def _resolve(target: HubTarget) -> tuple[str, set[str]]:
     """The commit the revision names, and the repo's file names (one request)."""
     from huggingface_hub import HfApi
 
-    from . import __version__
+    from ..core.version import __version__
 
     api = HfApi(endpoint=target.endpoint, library_name="lmhead", library_version=__version__)
     try:
@@ -87,7 +86,7 @@ def _download(target: HubTarget, commit: str, name: str) -> Path:
     """A small file through huggingface_hub, into the local cache (a cached copy is used without a request)."""
     from huggingface_hub import hf_hub_download
 
-    from . import __version__
+    from ..core.version import __version__
 
     try:
         return Path(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .anatomy import HeadAnatomy
-from .checkpoint import Checkpoint
-from .problems import Problem, ProblemKind
-from .tokens import Vocabulary
-from .wrapped import language_config
+from ..checkpoint.checkpoint import Checkpoint
+from ..core.problems import Problem, ProblemKind
+from ..inputs.tokens import Vocabulary
+from ..model.anatomy import HeadAnatomy
+from ..model.wrapped import language_config
 
 __all__ = ["VocabAudit", "audit_vocabulary"]
 

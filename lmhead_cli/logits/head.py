@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .anatomy import HeadAnatomy
-from .checkpoint import Checkpoint
-from .conventions import NormKind, TransformKind
-from .errors import CheckpointError
+from ..checkpoint.checkpoint import Checkpoint
+from ..core.errors import CheckpointError
+from ..model.anatomy import HeadAnatomy
+from ..model.conventions import NormKind, TransformKind
+from ..model.head_settings import FinalNorm, LogitTransform
 from .fold import Fold
-from .head_settings import FinalNorm, LogitTransform
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor

@@ -35,8 +35,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from ..core.problems import Problem, ProblemKind
 from .conventions import LAYERNORM, RMSNORM, Convention, NormKind, Transform, TransformKind
-from .problems import Problem, ProblemKind
 
 __all__ = ["GGUF", "GGUF_ARCHS", "GGUFArch", "HeadRule", "gguf_convention"]
 

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .checkpoint import Checkpoint
+from ..checkpoint.checkpoint import Checkpoint
+from ..core.errors import AnatomyError
 from .conventions import EPS_KEYS, NORM_PATTERNS, Convention, NormKind, TransformKind
-from .errors import AnatomyError
 
 __all__ = [
     "FinalNorm",

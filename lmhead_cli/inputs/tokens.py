@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import TokenizerError
-from .escape import visible
-from .files import read_regular
+from ..core.errors import TokenizerError
+from ..core.escape import visible
+from ..core.files import read_regular
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .anatomy import HeadAnatomy
-from .checkpoint import Checkpoint
-from .conventions import BLOCK_PATTERN, PROJECTOR_PREFIXES, VISION_PREFIXES
-from .formats.base import TensorInfo
-from .problems import Problem, ProblemKind
+from ..checkpoint.checkpoint import Checkpoint
+from ..core.problems import Problem, ProblemKind
+from ..formats.base import TensorInfo
+from ..model.anatomy import HeadAnatomy
+from ..model.conventions import BLOCK_PATTERN, PROJECTOR_PREFIXES, VISION_PREFIXES
 
 __all__ = ["Census", "DtypeCount", "Group", "census"]
 
@@ -168,7 +168,7 @@ def _quantization(ckpt: Checkpoint, anatomy: HeadAnatomy) -> Quantization | None
 
 
 def _unknown_method_note(method: str | None) -> str | None:
-    from .quant.scheme import KNOWN_METHODS
+    from ..quant.scheme import KNOWN_METHODS
 
     if method is None or method in KNOWN_METHODS:
         return None

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .anatomy import HeadAnatomy
-from .checkpoint import Checkpoint
-from .errors import HiddenStateError, TokenizerError
+from ..checkpoint.checkpoint import Checkpoint
+from ..core.errors import HiddenStateError, TokenizerError
+from ..model.anatomy import HeadAnatomy
 from .head import TopK, normalise, project
 
 if TYPE_CHECKING:
-    from .hidden import HiddenStates
+    from ..inputs.hidden import HiddenStates
 
 __all__ = ["Predictions", "Summary", "check_targets", "predict", "select_positions", "targets_from_ids", "targets_from_text"]
 

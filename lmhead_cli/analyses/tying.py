@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .anatomy import HeadAnatomy
-from .checkpoint import Checkpoint
-from .compare import ValueComparison, chunk_bytes, compare_transposed, compare_values
-from .formats.base import TensorInfo
-from .problems import Problem, ProblemKind
-from .tie import TieSource, values_decide
+from ..checkpoint.checkpoint import Checkpoint
+from ..checkpoint.compare import ValueComparison, chunk_bytes, compare_transposed, compare_values
+from ..core.problems import Problem, ProblemKind
+from ..formats.base import TensorInfo
+from ..model.anatomy import HeadAnatomy
+from ..model.tie import TieSource, values_decide
 
 __all__ = ["TyingReport", "ValueComparison", "compare_values", "diagnose_tying", "value_bytes", "values_unread"]
 

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoint import Checkpoint, Format
+from ..checkpoint.checkpoint import Checkpoint, Format
+from ..core.errors import AnatomyError, LmheadError
+from ..core.problems import Problem, ProblemKind
 from .conventions import (
     ARCHITECTURE_TYPES,
     BUFFER_PATTERNS,
@@ -23,7 +25,6 @@ from .conventions import (
     TransformKind,
     convention,
 )
-from .errors import AnatomyError, LmheadError
 from .head_settings import (
     FinalNorm,
     LogitTransform,
@@ -33,7 +34,6 @@ from .head_settings import (
     override_norm,
     override_transforms,
 )
-from .problems import Problem, ProblemKind
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
 
@@ -351,7 +351,7 @@ def _values_identical(ckpt: Checkpoint, emb: str | None, head: str | None, expla
     depends on data, so ``count`` reads it (stopping at the first differing chunk)."""
     if emb is None or head is None or ckpt.tensors[emb].shape != ckpt.tensors[head].shape:
         return None
-    from .compare import compare_values
+    from ..checkpoint.compare import compare_values
 
     try:
         return compare_values(ckpt, ckpt.tensors[emb], ckpt.tensors[head]).identical

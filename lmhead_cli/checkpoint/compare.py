@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..formats.base import TensorInfo
 from .checkpoint import Checkpoint
-from .formats.base import TensorInfo
 
 __all__ = ["COMPARE_CHUNK_BYTES", "ValueComparison", "chunk_bytes", "compare_transposed", "compare_values"]
 

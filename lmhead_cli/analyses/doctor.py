@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .anatomy import HeadAnatomy
+from ..checkpoint.checkpoint import Checkpoint
+from ..core.problems import Problem
+from ..inputs.tokens import Vocabulary
+from ..logits.head import norm_weight_warnings
+from ..model.anatomy import HeadAnatomy
 from .census import Census, census
-from .checkpoint import Checkpoint
-from .head import norm_weight_warnings
-from .problems import Problem
-from .tokens import Vocabulary
 from .tying import TyingReport, diagnose_tying
 from .vocab import VocabAudit, audit_vocabulary
 

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from .errors import TokenizerError
+from ..core.errors import TokenizerError
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from .formats.gguf import GGUFFile
+    from ..formats.gguf import GGUFFile
     from .tokens import Vocabulary
 
 __all__ = ["GGUFVocab", "SUPPORTED_MODELS", "build_tokenizer", "gguf_vocabulary", "read_gguf_vocab"]

@@ -16,9 +16,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .dtypes import STORAGE, to_float32
-from .errors import HiddenStateError
-from .files import open_regular, regular_size
+from ..core.dtypes import STORAGE, to_float32
+from ..core.errors import HiddenStateError
+from ..core.files import open_regular, regular_size
 
 __all__ = ["HiddenStates", "load_hidden"]
 
@@ -178,8 +178,8 @@ def _check_npy_header(path: Path, f: BinaryIO, size: int) -> tuple[tuple[int, ..
 def _read_safetensors(path: Path, key: str | None, expect: _Expect) -> tuple[np.ndarray, str]:
     """Through lmhead's own safetensors reader: header validated, shape checked, then the bytes read
     and widened to float32 (every float dtype it reads, F8 included; F4/F6 and integers refused)."""
-    from .errors import CheckpointError
-    from .formats.safetensors import SafetensorsFile
+    from ..core.errors import CheckpointError
+    from ..formats.safetensors import SafetensorsFile
 
     try:
         reader = SafetensorsFile(path)

@@ -2,7 +2,7 @@
 
     python tests/readme_architectures.py --write   # after regenerating lmhead_cli/model/families.py
 
-tests/test_families.py checks that README.md holds exactly what this prints.
+tests/model/test_families.py checks that README.md holds exactly what this prints.
 """
 
 from __future__ import annotations

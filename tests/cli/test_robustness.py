@@ -1,4 +1,4 @@
-"""The reproducers of issue 17 (robustness): each exits 0/1/2 promptly, with one line where it fails.
+"""Robustness: odd paths, odd files and odd options each exit 0/1/2 promptly, with one line where they fail.
 
 Every path the user names is a regular file read under a size cap; values the math cannot use
 are bad input; every error, click's included, reads ``error: <path>: <reason>``; the JSON is
@@ -26,9 +26,8 @@ from safetensors.numpy import save as save_safetensors
 
 from lmhead_cli.cli import cli
 
+from conftest import ROOT
 from hostile import D, V, checkpoint_dir, config_json, gguf_bytes, npy_array, npz_bomb, sharded_checkpoint, valid_checkpoint, write
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def invoke(*args: object):

@@ -1,4 +1,4 @@
-"""Issue 11's correctness items: each was reproduced before its fix, and each test failed then."""
+"""Correctness edge cases of every command: each was reproduced before its fix, and each test failed then."""
 
 from __future__ import annotations
 

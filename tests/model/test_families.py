@@ -132,7 +132,7 @@ def test_the_readme_architecture_list_is_generated_from_the_table():
     assert current(README.read_text()) == section(), "regenerate: python tests/readme_architectures.py --write"
 
 
-# The cases issue 13 found wrong under the old hand-written table, as transformers' modeling code has them.
+# The cases found wrong under the old hand-written table, as transformers' modeling code has them.
 ISSUE_CASES = {
     "qwen3_next": ("model.norm", "rmsnorm-1p", []),
     "qwen3_5_text": ("model.norm", "rmsnorm-1p", []),

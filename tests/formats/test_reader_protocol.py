@@ -107,6 +107,18 @@ def test_pytorch_storage_identity_is_explicit(tmp_path):
         reader.close()
 
 
+def test_the_remote_reader_implements_the_protocol(fake_hub, hf_home, tmp_path, monkeypatch):
+    """The checks every local reader passes (above), on a file served by the fake hub."""
+    from lmhead_cli.formats.remote import HubFiles, HubPath, RemoteSafetensors
+
+    (tmp_path / "repo").mkdir()
+    _safetensors(tmp_path / "repo").close()
+    fake_hub.add_repo("org/protocol", tmp_path / "repo")
+    files = HubFiles("org/protocol", "main", fake_hub.endpoint, HubPath("org/protocol"))
+    test_each_reader_implements_the_protocol(lambda _: RemoteSafetensors(HubPath("org/protocol/m.safetensors"), files), tmp_path)
+    assert files.bytes_fetched > 0
+
+
 def test_same_bytes_needs_one_place():
     a = TensorInfo("a", (2, 2), "F32", 16, Path("f"), 100)
     assert a.same_bytes_as(TensorInfo("b", (2, 2), "F32", 16, Path("f"), 100))

@@ -442,21 +442,6 @@ def test_topk_progress_shows_bytes_fetched(fake_hub, tmp_path):
     assert b"fetched" in out and b"projecting" in out, out
 
 
-def test_the_remote_reader_implements_the_protocol(fake_hub, hf_home, tmp_path, monkeypatch):
-    """The checks every local reader passes (tests/test_formats.py), on a file served by the fake hub."""
-    from test_formats import _safetensors
-    from test_formats import test_each_reader_implements_the_protocol as check_protocol
-
-    from lmhead_cli.formats.remote import HubFiles, HubPath, RemoteSafetensors
-
-    (tmp_path / "repo").mkdir()
-    _safetensors(tmp_path / "repo").close()
-    fake_hub.add_repo("org/protocol", tmp_path / "repo")
-    files = HubFiles("org/protocol", "main", fake_hub.endpoint, HubPath("org/protocol"))
-    check_protocol(lambda _: RemoteSafetensors(HubPath("org/protocol/m.safetensors"), files), tmp_path)
-    assert files.bytes_fetched > 0
-
-
 def test_a_file_gone_from_the_hub_is_one_line(hub):
     hub.faults["model.safetensors"] = Fault(status=404)
     result = run("count", "hf://sample_weights/llama-bf16", ok=False)

@@ -9,8 +9,6 @@ connection or a 5xx/429 answer is retried a few times, then reported in one line
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,15 +20,14 @@ import numpy as np
 from ..core.dtypes import STORAGE, to_float32
 from ..core.errors import CheckpointError
 from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, into
+from .safetensors import bytes_per_row, float_dtype, header_length, numpy_dtype, parse_header
 
 RETRIES = 4  # after the first try
 BACKOFF_S = 0.5  # doubled after each retry, at most MAX_BACKOFF_S
 MAX_BACKOFF_S = 4.0
 TIMEOUT_S = 60.0  # per request, without data
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
 RECENT_READS = 2  # a value comparison reads the same rows of two tensors twice: as bytes, then as numbers
-SUB_BYTE_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 COLUMN_GAP_BYTES = 64 * 2**10  # a column range: rows whose spans lie closer than this are fetched whole (fewer requests)
 COLUMN_BLOCK_BYTES = 16 * 2**20  # at most this much per ranged request when whole rows are fetched for a column range
 COLUMN_WINDOW_BYTES = 32 * 2**20  # a column range is fetched as a window of up to this many bytes, kept for the next ranges
@@ -234,30 +231,13 @@ class RemoteSafetensors:
 
     def _read_header(self) -> tuple[dict[str, str], list[TensorInfo]]:
         prefix, size = self._files.fetch(self.path, 0, 8)
-        length = int.from_bytes(prefix.tobytes(), "little")
-        if length > MAX_HEADER_BYTES:
-            reason = f"header length {length:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit; not a safetensors file?"
-            raise CheckpointError(self.path, reason)
-        if 8 + length > size:
-            raise CheckpointError(self.path, f"header length {length:,} runs past the end of the {size:,}-byte file (truncated?)")
+        length = header_length(prefix.tobytes(), size, self.path)
         raw, _ = self._files.fetch(self.path, 8, length)
-        try:
-            header = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise CheckpointError(self.path, f"not a valid safetensors file: the header is not JSON ({exc})") from None
-        return parse_header(self.path, header, 8 + length, size)
-
-    def _numpy_dtype(self, info: TensorInfo) -> np.dtype:
-        from .safetensors import NUMPY_DTYPES
-
-        dtype = NUMPY_DTYPES.get(info.dtype)
-        if dtype is None:
-            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
-        return dtype
+        return parse_header(raw.tobytes(), size, self.path)
 
     def _stored(self, info: TensorInfo, start: int, stop: int) -> U8Array:
         """Rows ``start:stop`` as stored bytes, (stop - start, row_bytes): one ranged request."""
-        row_bytes = self._row_bytes(info)
+        row_bytes = bytes_per_row(info, self.path)
         assert info.offset is not None  # safetensors data always has a place
         key = (info.offset, start, stop)
         buf = self._recent.get(key)
@@ -267,22 +247,8 @@ class RemoteSafetensors:
             self._recent = {**dict(list(self._recent.items())[-(RECENT_READS - 1) :]), key: buf}
         return buf.reshape(stop - start, row_bytes)
 
-    def _row_bytes(self, info: TensorInfo) -> int:
-        from .safetensors import NUMPY_DTYPES
-
-        dtype = NUMPY_DTYPES.get(info.dtype)
-        if dtype is not None:
-            return math.prod(info.shape[1:]) * dtype.itemsize
-        if info.rows and info.nbytes % info.rows == 0:  # packed sub-byte types: whole bytes per row, or none
-            return info.nbytes // info.rows
-        raise CheckpointError(self.path, f"{info.name}: rows of {info.dtype} do not fill whole bytes")
-
     def _typed(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        from .safetensors import FLOAT_DTYPES
-
-        if info.dtype not in FLOAT_DTYPES:
-            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
-        return self._stored(info, start, stop).view(self._numpy_dtype(info)).reshape((stop - start, *info.shape[1:]))
+        return self._stored(info, start, stop).view(float_dtype(info, self.path)).reshape((stop - start, *info.shape[1:]))
 
     @contextmanager
     def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
@@ -299,7 +265,7 @@ class RemoteSafetensors:
         whole rows), and the next ranges are cut from it. Every byte is fetched about once when the ranges
         come in order.
         """
-        itemsize = self._numpy_dtype(info).itemsize
+        itemsize = numpy_dtype(info, self.path).itemsize
         if len(info.shape) != 2:
             raise CheckpointError(self.path, f"{info.name} has shape {list(info.shape)}; columns need a 2-D tensor")
         rows, cols = info.shape
@@ -341,44 +307,3 @@ class RemoteSafetensors:
     def close(self) -> None:
         self._recent = {}
         self._windows = {}
-
-
-def parse_header(path: Path, header: Any, data_start: int, size: int) -> tuple[dict[str, str], list[TensorInfo]]:
-    """The checks the safetensors library makes on a header, for one we hold only as JSON:
-    known dtypes, byte lengths matching shape × dtype, data packed in order and ending with the file."""
-    from .safetensors import NUMPY_DTYPES
-
-    def bad(reason: str) -> CheckpointError:
-        return CheckpointError(path, f"not a valid safetensors file: {reason}")
-
-    if not isinstance(header, dict):
-        raise bad("the header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    tensors = []
-    for name, entry in header.items():
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise bad(f"entry {name!r} is not {{dtype, shape, data_offsets}}")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in NUMPY_DTYPES:
-            raise bad(f"{name!r} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-            raise bad(f"{name!r} has an invalid shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets) and 0 <= offsets[0] <= offsets[1]):
-            raise bad(f"{name!r} has invalid data_offsets {offsets!r}")
-        dt = NUMPY_DTYPES[dtype]
-        bits = SUB_BYTE_BITS.get(dtype) or 8 * (dt.itemsize if dt is not None else 1)
-        expected = math.prod(shape) * bits / 8
-        if offsets[1] - offsets[0] != expected:
-            raise bad(f"{name!r} holds {offsets[1] - offsets[0]:,} bytes, but {dtype} {shape} needs {expected:,.0f}")
-        nbytes = offsets[1] - offsets[0]
-        tensors.append(TensorInfo(name=name, shape=tuple(shape), dtype=dtype, nbytes=nbytes, file=path, offset=data_start + offsets[0]))
-    tensors.sort(key=lambda t: t.offset or 0)
-    end = data_start
-    for info in tensors:
-        if info.offset != end:
-            raise bad(f"{info.name!r} starts at byte {info.offset:,}, expected {end:,} (gaps or overlaps between tensors)")
-        end += info.nbytes
-    if end != size:
-        more = f"{size - end:,} unexpected bytes after the last tensor's data" if end < size else f"tensor data runs to byte {end:,}"
-        raise bad(f"{more}, and the file has {size:,} bytes")
-    return metadata, tensors

@@ -68,16 +68,28 @@ def _bad(path: Path, reason: str) -> CheckpointError:
 
 
 def read_header(fd: int, path: Path) -> tuple[dict[str, str], list[TensorInfo]]:
-    """Metadata and tensors of the file open at ``fd``, every claim checked against the file's size."""
+    """Metadata and tensors of the local file open at ``fd``, every claim checked against the file's size."""
     size = os.fstat(fd).st_size
     if size < 8:
         raise CheckpointError(path, "file is empty" if size == 0 else f"file is {size} bytes, shorter than the 8-byte header length")
-    (length,) = struct.unpack("<Q", _pread(fd, 8, 0, path))
+    length = header_length(_pread(fd, 8, 0, path), size, path)
+    return parse_header(_pread(fd, length, 8, path), size, path)
+
+
+def header_length(prefix: bytes, size: int, path: Path) -> int:
+    """The JSON header's length from a file's first 8 bytes, checked against the cap and the file's ``size``."""
+    (length,) = struct.unpack("<Q", prefix)
     if length > MAX_HEADER_BYTES:
         raise CheckpointError(path, f"header length {length:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit; not a safetensors file?")
     if 8 + length > size:
         raise CheckpointError(path, f"header length {length:,} runs past the end of the {size:,}-byte file (truncated?)")
-    raw = _pread(fd, length, 8, path)
+    return length
+
+
+def parse_header(raw: bytes, size: int, path: Path) -> tuple[dict[str, str], list[TensorInfo]]:
+    """The one validator of a safetensors header, for a local file and a file on the hub alike: ``raw`` is
+    the JSON after the 8-byte length, ``size`` the whole file's. Known dtypes, shapes of non-negative
+    integers, byte lengths equal to shape × dtype, data packed in order and ending with the file."""
     claimed = raw.count(b'"data_offsets"')  # counted before parsing: a 100 MB header of a million entries is refused in ms
     if claimed > MAX_TENSORS:
         raise _bad(path, f"header lists about {claimed:,} tensors; lmhead reads files of up to {MAX_TENSORS:,} tensors")
@@ -95,11 +107,35 @@ def read_header(fd: int, path: Path) -> tuple[dict[str, str], list[TensorInfo]]:
         metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _bad(path, "__metadata__ must map names to strings")
-    data_start = 8 + length
+    data_start = 8 + len(raw)
     tensors = [_entry(path, name, entry, data_start) for name, entry in header.items()]
     tensors.sort(key=lambda t: (t.offset or 0, t.nbytes))
     _check_layout(path, tensors, data_start, size)
     return metadata, tensors
+
+
+def numpy_dtype(info: TensorInfo, path: Path) -> np.dtype:
+    """The numpy type a tensor's stored elements read as; packed sub-byte types are only counted."""
+    dtype = NUMPY_DTYPES.get(info.dtype)
+    if dtype is None:
+        raise CheckpointError(path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
+    return dtype
+
+
+def float_dtype(info: TensorInfo, path: Path) -> np.dtype:
+    if info.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
+    return numpy_dtype(info, path)
+
+
+def bytes_per_row(info: TensorInfo, path: Path) -> int:
+    """Stored bytes per row (first axis) of a tensor."""
+    dtype = NUMPY_DTYPES.get(info.dtype)
+    if dtype is not None:
+        return math.prod(info.shape[1:]) * dtype.itemsize
+    if info.rows and info.nbytes % info.rows == 0:  # packed sub-byte types: whole bytes per row, or none
+        return info.nbytes // info.rows
+    raise CheckpointError(path, f"{info.name}: rows of {info.dtype} do not fill whole bytes")
 
 
 def _entry(path: Path, name: str, entry: Any, data_start: int) -> TensorInfo:
@@ -170,37 +206,17 @@ class SafetensorsFile:
             raise
         self._buffers = BufferPool(self._fd, path)
 
-    def _numpy_dtype(self, info: TensorInfo) -> np.dtype:
-        dtype = NUMPY_DTYPES.get(info.dtype)
-        if dtype is None:
-            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} cannot be read as numbers (only counted)")
-        return dtype
-
-    def _float_dtype(self, info: TensorInfo) -> np.dtype:
-        if info.dtype not in FLOAT_DTYPES:
-            raise CheckpointError(self.path, f"{info.name}: dtype {info.dtype} is not a floating-point type")
-        return self._numpy_dtype(info)
-
-    def _row_bytes(self, info: TensorInfo) -> int:
-        inner = math.prod(info.shape[1:])
-        dtype = NUMPY_DTYPES.get(info.dtype)
-        if dtype is not None:
-            return inner * dtype.itemsize
-        if info.rows and info.nbytes % info.rows == 0:  # packed sub-byte types: whole bytes per row, or none
-            return info.nbytes // info.rows
-        raise CheckpointError(self.path, f"{info.name}: rows of {info.dtype} do not fill whole bytes")
-
     @contextmanager
     def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
         """Rows ``start:stop`` as stored, uint8 (rows, row_bytes), in a reused buffer; valid inside the ``with`` block."""
-        row_bytes = self._row_bytes(info)
+        row_bytes = bytes_per_row(info, self.path)
         with self._buffers.read(_offset(info) + start * row_bytes, (stop - start) * row_bytes) as raw:
             yield raw.reshape(stop - start, row_bytes)
 
     @contextmanager
     def stored_cols(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
         """Columns ``start:stop`` of a 2-D tensor as stored, uint8 (rows, (stop - start) * itemsize), by positioned reads."""
-        itemsize = self._numpy_dtype(info).itemsize
+        itemsize = numpy_dtype(info, self.path).itemsize
         if len(info.shape) != 2:
             raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
         if not 0 <= start <= stop <= info.shape[1]:
@@ -223,8 +239,8 @@ class SafetensorsFile:
     def _converted(self, info: TensorInfo, start: int, stop: int, wide: np.dtype, out: Any = None) -> Any:
         """Rows read a cache-sized block at a time and widened straight into the result (``out``, or a new
         array), so the bytes are converted while they are still in the CPU's cache after the read."""
-        dtype = self._float_dtype(info)
-        row_bytes = self._row_bytes(info)
+        dtype = float_dtype(info, self.path)
+        row_bytes = bytes_per_row(info, self.path)
         rows = stop - start
         inner = math.prod(info.shape[1:])
         if out is None:
@@ -247,7 +263,7 @@ class SafetensorsFile:
 
     def read_cols(self, info: TensorInfo, start: int, stop: int) -> F32Array:
         """Columns ``start:stop`` of a 2-D tensor as float32 (rows, C), from whole rows read chunk by chunk."""
-        self._float_dtype(info)
+        float_dtype(info, self.path)
         if len(info.shape) != 2:
             raise CheckpointError(self.path, f"{info.name}: columns of a {len(info.shape)}-D tensor")
         return columns_from_rows(self.read_rows, info, start, stop)

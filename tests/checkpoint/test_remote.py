@@ -469,3 +469,26 @@ def test_the_token_stays_on_the_hub(hub, monkeypatch):
     run_json("topk", "hf://org/gated", SAMPLES / "llama-bf16" / "hidden.npy")
     assert hub.requests("lfs") and not any(r.authorized for r in hub.requests("lfs"))
     assert all(r.authorized for r in hub.requests("api") + hub.requests("json"))
+
+
+@pytest.mark.parametrize(
+    "header, reason",
+    [
+        ({"__metadata__": {"format": 1}}, "__metadata__ must map names to strings"),
+        ({f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(200_001)}, "lists about 200,001 tensors"),
+    ],
+    ids=["metadata-not-strings", "too-many-tensors"],
+)
+def test_a_header_is_held_to_the_local_rules_over_hf(header, reason, hub, tmp_path):
+    """One validator: what a local file is refused for, the same file on the hub is refused for too (the
+    remote reader once skipped the __metadata__ check and the tensor-count cap)."""
+    from hostile import st_bytes
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(st_bytes(header, b""))
+    local = run("count", folder, ok=False)
+    hub.add_repo("org/odd", folder)
+    remote = run("count", "hf://org/odd", ok=False)
+    assert local.exit_code == remote.exit_code == 2
+    assert reason in local.stderr and reason in remote.stderr

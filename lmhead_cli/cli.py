@@ -167,38 +167,15 @@ def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
-    source = tokenizer if tokenizer is not None else ckpt.tokenizer_path
-    if source is not None:
-        from .inputs.tokens import load_vocabulary
+    from .inputs.vocabulary import vocabulary_of
 
-        return load_vocabulary(source)
-    if ckpt.tokens is not None and not ckpt.tokens:  # an empty list would mask every head row as padding
-        hint = "pass the model's tokenizer.json with --tokenizer"
-        raise TokenizerError(ckpt.path, "tokenizer.ggml.tokens holds no tokens", hint=hint)
-    if ckpt.format == "gguf":  # a GGUF carries its tokenizer
-        from .formats.gguf import GGUFFile
-        from .inputs.gguf_tokenizer import gguf_vocabulary
-
-        reader = ckpt.readers.get(ckpt.path)
-        if isinstance(reader, GGUFFile):
-            return gguf_vocabulary(reader)
-    if ckpt.tokens is not None:
-        from .inputs.tokens import vocabulary_from_tokens
-
-        return vocabulary_from_tokens(f"{ckpt.path} (tokenizer.ggml.tokens)", ckpt.tokens, ckpt.metadata.get("tokenizer.ggml.model"))
-    return None
+    return vocabulary_of(ckpt, tokenizer)
 
 
 def _vocabulary_size(ckpt: Checkpoint, tokenizer: Path | None) -> int | None:
-    """The tokenizer's size alone (what ``count`` reports): a tokenizer.json is sized from its JSON,
-    without building the tokenizer."""
-    source = tokenizer if tokenizer is not None else ckpt.tokenizer_path
-    if source is not None:
-        from .inputs.tokens import tokenizer_size
+    from .inputs.vocabulary import vocabulary_size_of
 
-        return tokenizer_size(source)
-    vocab = _vocabulary(ckpt, None)
-    return vocab.size if vocab else None
+    return vocabulary_size_of(ckpt, tokenizer)
 
 
 class LmheadGroup(click.Group):

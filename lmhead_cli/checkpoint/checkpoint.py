@@ -18,6 +18,7 @@ from ..core.errors import CheckpointError
 from ..formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows, into
 
 if TYPE_CHECKING:
+    from ..formats.base import TokenizerMetadata
     from ..formats.remote import HubFiles
     from ..quant import QuantizedWeight, Scheme, Stored
 
@@ -46,12 +47,13 @@ class Checkpoint:
     unindexed: list[str] = field(default_factory=list)  # tensors in the shards the index does not name
     metadata: dict[str, Any] = field(default_factory=dict)  # GGUF key/values (its config), big arrays left out
     tokens: list[str] | None = None  # GGUF tokenizer.ggml.tokens, as stored
+    embedded_tokenizer: TokenizerMetadata | None = field(default=None, repr=False)  # a file carrying its tokenizer (GGUF)
     quantization: Scheme | None = None  # the method's settings, as the config (or metadata) states them
     quantized: dict[str, QuantizedWeight] = field(default_factory=dict)  # logical name -> its stored parts
     quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
     stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk by stored name, when ``tensors`` differs
     remote: HubFiles | None = field(default=None, repr=False)  # hf://: where rows come from, and the bytes fetched
-    _stored: Stored | None = field(default=None, init=False, repr=False)  # quantized weights' parts, read through the readers
+    _parts: Stored | None = field(default=None, init=False, repr=False)  # quantized weights' parts, read through the readers
 
     @property
     def files(self) -> list[Path]:
@@ -75,9 +77,9 @@ class Checkpoint:
         """Reads of the stored tensors quantized weights are made of (through each file's Reader)."""
         from ..quant import Stored
 
-        if self._stored is None:
-            self._stored = Stored(self._reader)
-        return self._stored
+        if self._parts is None:
+            self._parts = Stored(self._reader)
+        return self._parts
 
     def read_rows(self, name: str, start: int, stop: int, out: F32Array | None = None) -> F32Array:
         """Rows ``start:stop`` of tensor ``name`` as float32 (dequantized when stored quantized), into

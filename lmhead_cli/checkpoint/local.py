@@ -170,4 +170,5 @@ def _open_gguf(path: Path) -> Checkpoint:
         readers={path: reader},
         metadata=reader.metadata,
         tokens=reader.tokens,
+        embedded_tokenizer=reader,
     )

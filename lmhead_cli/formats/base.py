@@ -124,6 +124,19 @@ class TensorInfo:
         return self.offset is not None and self.offset == other.offset
 
 
+class TokenizerMetadata(Protocol):
+    """A weight file that carries its tokenizer as metadata (a GGUF's ``tokenizer.ggml.*`` keys): the
+    short values in ``metadata``, the token strings, and long arrays (merges, scores) read on demand."""
+
+    path: Path
+    metadata: dict[str, Any]
+    tokens: list[str] | None
+
+    def array_keys(self) -> set[str]: ...
+
+    def metadata_array(self, key: str) -> list[Any]: ...
+
+
 @runtime_checkable
 class Reader(Protocol):
     """One open file of one format. See the module docstring for what each member must do."""

@@ -39,7 +39,7 @@ from ..core.errors import TokenizerError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from ..formats.gguf import GGUFFile
+    from ..formats.base import TokenizerMetadata
     from .tokens import Vocabulary
 
 __all__ = ["GGUFVocab", "SUPPORTED_MODELS", "build_tokenizer", "gguf_vocabulary", "read_gguf_vocab"]
@@ -116,7 +116,7 @@ class GGUFVocab:
         return self.tokens[token_id] if token_id is not None and 0 <= token_id < len(self.tokens) else None
 
 
-def gguf_vocabulary(reader: GGUFFile) -> Vocabulary | None:
+def gguf_vocabulary(reader: TokenizerMetadata) -> Vocabulary | None:
     """The file's vocabulary: token strings for display now, the full tokenizer when --text needs it."""
     from .tokens import vocabulary_from_tokens
 
@@ -178,7 +178,7 @@ def _note(meta: dict[str, Any], tokens: list[str]) -> str | None:
     return f"--text tokenized by the GGUF's own tokenizer with {' and '.join(added)} added ({why}), as llama.cpp and transformers do"
 
 
-def read_gguf_vocab(reader: GGUFFile) -> GGUFVocab:
+def read_gguf_vocab(reader: TokenizerMetadata) -> GGUFVocab:
     """The tokenizer metadata of one GGUF file, its long arrays read now (and only now)."""
     meta = reader.metadata
     source = f"{reader.path} (tokenizer.ggml.model)"
@@ -225,7 +225,7 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _id(reader: GGUFFile, key: str, n: int) -> int | None:
+def _id(reader: TokenizerMetadata, key: str, n: int) -> int | None:
     value = reader.metadata.get(key)
     if value is None:
         return None
@@ -234,7 +234,7 @@ def _id(reader: GGUFFile, key: str, n: int) -> int | None:
     return value
 
 
-def _optional_array(reader: GGUFFile, key: str, kind: type, n: int) -> list | None:
+def _optional_array(reader: TokenizerMetadata, key: str, kind: type, n: int) -> list | None:
     if key not in reader.array_keys():
         return None
     values = reader.metadata_array(key)

@@ -125,7 +125,7 @@ def norm_weight_warnings(ckpt: Checkpoint, anatomy: HeadAnatomy) -> list[str]:
 
 def normalise(ckpt: Checkpoint, anatomy: HeadAnatomy, states: np.ndarray) -> np.ndarray:
     """The checkpoint's final norm applied to ``states`` (N, d); unchanged when it has none."""
-    fn = anatomy.final_norm
+    fn = anatomy.recipe.norm
     if fn is None:
         return states.astype(np.float32)
     weight = _vector(ckpt, fn.weight, anatomy.hidden_size, "final norm") if fn.weight else None
@@ -142,12 +142,14 @@ def _vector(ckpt: Checkpoint, name: str, size: int, role: str) -> np.ndarray:
 
 
 def prepare_states(ckpt: Checkpoint, anatomy: HeadAnatomy, states: np.ndarray, norm: bool = True) -> np.ndarray:
-    """What the head matmul sees: FinalNorm(h) (unless ``norm`` is off), then T5's tied rescale."""
+    """What the head matmul sees: the recipe's steps before the matrix (FinalNorm(h) unless ``norm``
+    is off, the projection, the pre-head scale)."""
+    recipe = anatomy.recipe
     x = normalise(ckpt, anatomy, states) if norm else states.astype(np.float32)  # (N, d)
-    if anatomy.projection is not None:
-        x = x @ ckpt.read_tensor(anatomy.projection).T  # (N, d) @ (d, p) -> (N, p): OPT's project_out
-    if anatomy.pre_head_scale is not None:
-        x = x * np.float32(anatomy.pre_head_scale)
+    if recipe.projection is not None:
+        x = x @ ckpt.read_tensor(recipe.projection).T  # (N, d) @ (d, p) -> (N, p): OPT's project_out
+    if recipe.scale is not None:
+        x = x * np.float32(recipe.scale)
     return x
 
 
@@ -164,13 +166,14 @@ def project(
     progress: Callable[[int, int], None] | None = None,
 ) -> TopK:
     """Top-k next-token predictions for each row of ``states`` (N, d)."""
+    recipe = anatomy.recipe
     x = prepare_states(ckpt, anatomy, states, norm)  # (N, d)
-    matrix = anatomy.head_matrix
+    matrix = recipe.matrix
     vocab = anatomy.vocab_size
     limit = vocab if vocab_limit is None else min(vocab, vocab_limit)
     k = min(k, limit)
     chunk_rows = chunk_rows or default_chunk_rows(anatomy.hidden_size, len(x), remote=ckpt.remote is not None)
-    bias = _vector(ckpt, anatomy.head_bias, vocab, "head bias") if anatomy.head_bias else None  # (V,)
+    bias = _vector(ckpt, recipe.bias, vocab, "head bias") if recipe.bias else None  # (V,)
     fold = Fold(len(x), k)
     target_logits = None
     if targets is not None:
@@ -180,7 +183,7 @@ def project(
     def finish(start: int, logits: np.ndarray) -> None:  # (C, N): bias, transforms, then into the fold
         if bias is not None:
             logits += bias[start : start + len(logits), None]
-        apply_transforms(logits, anatomy.transforms)
+        apply_transforms(logits, recipe.transforms)
         fold.add(start, logits)
 
     xt = x.T  # (d, N), a view
@@ -245,9 +248,9 @@ def _target_logits(
     if not len(valid):
         return out
     ids, inverse = np.unique(targets[valid], return_inverse=True)
-    rows = np.stack([ckpt.read_rows(anatomy.head_matrix, int(t), int(t) + 1)[0] for t in ids])  # (U, d)
+    rows = np.stack([ckpt.read_rows(anatomy.recipe.matrix, int(t), int(t) + 1)[0] for t in ids])  # (U, d)
     logits = np.einsum("nd,nd->n", x[valid], rows[inverse])  # (M,)
     if bias is not None:
         logits += bias[targets[valid]]
-    out[valid] = apply_transforms(logits.astype(np.float32)[:, None], anatomy.transforms)[:, 0]
+    out[valid] = apply_transforms(logits.astype(np.float32)[:, None], anatomy.recipe.transforms)[:, 0]
     return out

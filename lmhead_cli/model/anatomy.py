@@ -34,6 +34,7 @@ from .head_settings import (
     override_norm,
     override_transforms,
 )
+from .recipe import HeadRecipe
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
 from .wrapped import language_config, relocate, wrapped_tying
 
@@ -48,16 +49,12 @@ class HeadAnatomy:
     convention: str  # table entry used, or "name patterns"
     embedding: str | None
     head: str | None  # the stored head weight, None when none is stored
-    head_bias: str | None
-    final_norm: FinalNorm | None
+    recipe: HeadRecipe  # the head's steps in order: norm, projection, scale, matrix + bias, transforms
     tied: bool  # tie.loads_tied: the model as transformers 5 loads it uses one matrix for both
     tie: TieEvidence  # the facts ``tied`` follows from (config flag, what the config directs, storage sharing)
     tie_reason: str  # why, for people
     vocab_size: int  # rows of the matrix the head uses
     hidden_size: int
-    pre_head_scale: float | None = None  # T5 tied: d_model ** -0.5
-    projection: str | None = None  # (proj, hidden) matrix applied after the final norm (OPT's project_out)
-    transforms: tuple[LogitTransform, ...] = ()
     aliases: tuple[str, ...] = ()  # stored copies of the embedding (T5 encoder/decoder)
     other_prefixes: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
@@ -74,10 +71,27 @@ class HeadAnatomy:
     @property
     def head_matrix(self) -> str:
         """The tensor the head multiplies by: the embedding when tied or nothing else is stored."""
-        if self.tied or self.head is None:
-            assert self.embedding is not None
-            return self.embedding
-        return self.head
+        return self.recipe.matrix
+
+    @property
+    def head_bias(self) -> str | None:
+        return self.recipe.bias
+
+    @property
+    def final_norm(self) -> FinalNorm | None:
+        return self.recipe.norm
+
+    @property
+    def projection(self) -> str | None:
+        return self.recipe.projection
+
+    @property
+    def pre_head_scale(self) -> float | None:
+        return self.recipe.scale
+
+    @property
+    def transforms(self) -> tuple[LogitTransform, ...]:
+        return self.recipe.transforms
 
 
 def architecture_of(config: dict[str, Any] | None) -> str | None:
@@ -212,16 +226,12 @@ def locate_head(
         convention=conv.family if conv else "name patterns",
         embedding=emb,
         head=head_name,
-        head_bias=bias,
-        final_norm=norm,
+        recipe=HeadRecipe(norm=norm, projection=projection, scale=scale, matrix=matrix, bias=bias, transforms=transforms),
         tied=tied,
         tie=evidence,
         tie_reason=tie_reason,
         vocab_size=vocab,
         hidden_size=hidden,
-        pre_head_scale=scale,
-        projection=projection,
-        transforms=transforms,
         aliases=tuple(a for a in (conv.aliases if conv else ()) if a in names and a != emb),
         other_prefixes=conv.other_prefixes if conv else (),
         buffers=tuple(n for n in names if any(re.search(p, n) for p in (*BUFFER_PATTERNS, *(conv.buffers if conv else ())))),

@@ -33,18 +33,18 @@ def topk_header(
     text_warnings: list[str] | None = None,
 ) -> list[Text]:
     """The head as applied (norm, scale, matrix, transforms), then what the reader should know."""
-    norm = anatomy.final_norm
+    recipe = anatomy.recipe  # the steps as logits.head applies them, in the same order
     steps = []
     if no_norm:
         steps.append("no final norm (--no-norm)")
-    elif norm:
-        steps.append(f"{norm.kind} (eps {norm.eps:g})")
-    if anatomy.projection:
-        steps.append(f"· {anatomy.projection}ᵀ")
-    if anatomy.pre_head_scale:
-        steps.append(f"× {anatomy.pre_head_scale:.4g}")
-    steps.append(f"· {anatomy.head_matrix}ᵀ" + (f" + {anatomy.head_bias}" if anatomy.head_bias else ""))
-    steps.extend(f"{t.kind} {t.value:g}" for t in anatomy.transforms)
+    elif recipe.norm:
+        steps.append(f"{recipe.norm.kind} (eps {recipe.norm.eps:g})")
+    if recipe.projection:
+        steps.append(f"· {recipe.projection}ᵀ")
+    if recipe.scale:
+        steps.append(f"× {recipe.scale:.4g}")
+    steps.append(f"· {recipe.matrix}ᵀ" + (f" + {recipe.bias}" if recipe.bias else ""))
+    steps.extend(f"{t.kind} {t.value:g}" for t in recipe.transforms)
     lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
     lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy) + (text_warnings or [])]
     if text_note:

@@ -6,6 +6,8 @@ torch): ``num_parameters()``, the tying truth, and the model's own logits.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -103,8 +105,8 @@ def test_the_eps_matters_in_these_fixtures():
     folder, meta, arrays = reference("llama_tied")
     with open_checkpoint(folder) as ckpt:
         anatomy = locate_head(ckpt)
-        wrong = anatomy.__class__(
-            **{**anatomy.__dict__, "final_norm": anatomy.final_norm.__class__(**{**anatomy.final_norm.__dict__, "eps": 1e-6})}
+        wrong = dataclasses.replace(
+            anatomy, recipe=dataclasses.replace(anatomy.recipe, norm=dataclasses.replace(anatomy.final_norm, eps=1e-6))
         )
         top = project(ckpt, wrong, arrays["norm_input"], k=anatomy.vocab_size)
     logits = np.empty_like(arrays["logits"])

@@ -16,13 +16,14 @@ from . import __version__
 from .analyses.census import census
 from .checkpoint.checkpoint import Checkpoint
 from .checkpoint.open import open_checkpoint
-from .core.errors import CheckpointError, HiddenStateError, LmheadError, TokenizerError
+from .core.errors import CheckpointError, LmheadError
 from .model.anatomy import HeadAnatomy, locate_head
 from .model.conventions import NormKind
 from .model.head_settings import Overrides
 
 if TYPE_CHECKING:
     from .inputs.tokens import Vocabulary
+    from .logits.request import Positions, TargetIds
 
 # Modules only some commands use (tokenizers, hidden-state files, tying, prediction) are imported inside them.
 
@@ -36,7 +37,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
+        ctx = click.get_current_context()
+        debug = ctx.find_root().params.get("debug", False) or ctx.meta.get("lmhead.debug", False)
         from . import render
 
         try:
@@ -65,6 +67,31 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 # readable=False: lmhead checks each path itself and says why it cannot read it, in its own format.
 PATH = click.Path(path_type=Path, readable=False)
 ckpt_argument = click.argument("ckpt", metavar="CKPT", type=click.Path(path_type=str, readable=False))  # str: hf://org/name as written
+
+
+class _Parsed(click.ParamType):
+    """A user string parsed where it enters, by ``logits.request``'s class of the same name (imported only
+    when the option is given); its ``LmheadError`` becomes click's usage error for the option."""
+
+    kind = ""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        from .logits import request
+
+        try:
+            return getattr(request, self.kind).parse(value)
+        except LmheadError as exc:
+            self.fail(exc.reason, param, ctx)
+
+
+class PositionsParam(_Parsed):
+    name = kind = "Positions"
+
+
+class TargetsParam(_Parsed):
+    name = kind = "TargetIds"
 
 
 fetch_values_option = click.option(
@@ -100,7 +127,27 @@ def _overrides() -> Overrides:
     return Overrides(**given)
 
 
+def _remember_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["lmhead.debug"] = True
+
+
+# ``lmhead --debug count ...`` and ``lmhead count ... --debug`` alike
+debug_option = click.option(
+    "--debug", is_flag=True, expose_value=False, callback=_remember_debug, help="Show Python tracebacks for errors."
+)
+
+
+def math_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--norm, --eps, --logit-scale, --softcap: only on the commands whose answer they change (topk's
+    logits; doctor's head settings and verdict), never where they would be accepted and ignored."""
+    for flag, kind, helptext in OVERRIDE_OPTIONS:
+        command = click.option(flag, type=kind, expose_value=False, callback=_remember_override, help=helptext)(command)
+    return command
+
+
 def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = debug_option(command)
     command = click.option("--explain", is_flag=True, help="Show which rule identified each role and where each setting came from.")(
         command
     )
@@ -111,8 +158,6 @@ def anatomy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--revision", metavar="REV", help="With a Hugging Face repo id as CKPT: branch, tag or commit (in the local cache, or on the hub)."
     )(command)
-    for flag, kind, helptext in OVERRIDE_OPTIONS:
-        command = click.option(flag, type=kind, expose_value=False, callback=_remember_override, help=helptext)(command)
     command = click.option("--embedding", "embedding", metavar="NAME", help="Tensor to treat as the token embedding.")(command)
     command = click.option("--head", "head", metavar="NAME", help="Tensor to treat as the LM head weight.")(command)
     return command
@@ -343,8 +388,13 @@ def check_tying(
     "--last-normed", is_flag=True, help="With --layers: the last entry is already normalised (transformers' output_hidden_states)."
 )
 @click.option("--include-padded", is_flag=True, help="Keep head rows beyond the tokenizer's vocabulary (masked by default).")
-@click.option("--positions", metavar="LIST", help="Positions to show, e.g. 0,5,-1 or 2:8.")
-@click.option("--targets", metavar="IDS|FILE.npy", help="Next-token ids per position (comma-separated or a .npy).")
+@click.option("--positions", metavar="LIST", type=PositionsParam(), help="Positions to show, e.g. 0,5,-1 or 2:8.")
+@click.option(
+    "--targets",
+    metavar="IDS|FILE.npy",
+    type=TargetsParam(),
+    help="Next-token ids (comma-separated or a .npy): one per position of the file, or one per --positions entry.",
+)
 @click.option("--text", metavar="TEXT", help="The input text: position i's target is its token i+1.")
 @click.option("--tokenizer", type=PATH, help="tokenizer.json (default: beside CKPT).")
 @click.option(
@@ -353,6 +403,7 @@ def check_tying(
     help="Head rows per streamed chunk [default: ~4 MiB of float32 for up to 64 states, ~16 MiB for more or over hf://].",
 )
 @anatomy_options
+@math_options
 @json_option
 @handle_errors
 def topk(
@@ -364,8 +415,8 @@ def topk(
     layers: bool,
     last_normed: bool,
     include_padded: bool,
-    positions: str | None,
-    targets: str | None,
+    positions: Positions | None,
+    targets: TargetIds | None,
     text: str | None,
     tokenizer: Path | None,
     chunk_rows: int | None,
@@ -390,66 +441,36 @@ def topk(
     """
     from . import render
     from .inputs.hidden import load_hidden
-    from .logits.head import norm_weight_warnings
-    from .logits.prediction import check_targets, predict, select_positions, targets_from_ids, targets_from_text
-    from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
+    from .logits import request
+    from .render.topk import lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
         raise LmheadError("--targets", "give --targets or --text, not both")
     if last_normed and not layers:
         raise LmheadError("--last-normed", "goes with --layers")
+    asked = request.TopkRequest(k, positions, targets, text, not no_norm, last_normed, include_padded, chunk_rows)
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
-    chosen = select_positions(positions, states.positions)
-    inputs = None
-    target_ids = None
-    text_note = None
-    text_warnings: list[str] = []
-    if text is not None:
-        if vocab is None:
-            raise TokenizerError("--text", f"needs a tokenizer.json, and {checkpoint.path} has none", hint="pass --tokenizer PATH")
-        inputs = vocab.encode(text)
-        target_ids = targets_from_text(inputs, states.positions)
-        text_note, text_warnings = vocab.note, vocab.warnings(text)
-    elif targets is not None:
-        target_ids = targets_from_ids(_parse_ids(targets), states.positions, targets if targets.endswith(".npy") else "--targets")
-    limit = None
-    if vocab is not None and vocab.size < anatomy.vocab_size and not include_padded:
-        limit = vocab.size  # rows past the tokenizer are padding: no token can ever be them
-    if target_ids is not None:
-        check_targets(target_ids, anatomy.vocab_size, limit, "--text" if text is not None else "--targets")
+    plan = request.plan(checkpoint, anatomy, states, vocab, asked)
     fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
     wanted = fetched is not None or render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
     with render.progress_bar("projecting", enabled=not json_ and wanted, fetched=fetched) as progress:
-        result = predict(
-            checkpoint,
-            anatomy,
-            states,
-            k,
-            positions=chosen,
-            targets=target_ids,
-            norm=not no_norm,
-            last_normed=last_normed,
-            vocab_limit=limit,
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
-    meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
-    # over hf:// the weight would be fetched twice (it is read again for the norm): local checkpoints only
-    check_weight = not no_norm and checkpoint.remote is None
-    guessed = [*anatomy.guesses, *(norm_weight_warnings(checkpoint, anatomy) if check_weight else [])]
+        result = request.run(checkpoint, anatomy, states, plan, progress)
+    guessed, warnings = request.settled_warnings(checkpoint, anatomy, plan)
     for line in guessed:
         render.warn(line)
-    meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings, *_warnings(checkpoint, anatomy, values)]
+    meta: dict[str, Any] = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
+    meta["warnings"] = [*warnings, *_warnings(checkpoint, anatomy, values)]
     meta["overrides"] = anatomy.overrides
-    if inputs is not None and text_note is not None:
-        meta["text_token_ids"], meta["text_tokenization"] = inputs, text_note
+    if plan.text_ids is not None and plan.text_note is not None:
+        meta["text_token_ids"], meta["text_tokenization"] = plan.text_ids, plan.text_note
     if json_:
         render.emit_json(_with_explain(topk_json(result, vocab, meta), anatomy, explain))
         return
-    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, text_note, text_warnings)
-    view = lens_view(result, vocab, header, inputs, width=render.output_width()) if layers else topk_view(result, vocab, header)
+    header = topk_header(anatomy, vocab, no_norm, result.topk.masked_rows, plan.text_note, list(plan.notices))
+    text_ids = plan.text_ids
+    view = lens_view(result, vocab, header, text_ids, width=render.output_width()) if layers else topk_view(result, vocab, header)
     render.emit(view)
     _emit_explain(anatomy, explain)
 
@@ -457,6 +478,7 @@ def topk(
 @cli.command()
 @ckpt_argument
 @anatomy_options
+@math_options
 @click.option("--tokenizer", type=PATH, help="tokenizer.json to audit the vocabulary against (default: beside CKPT).")
 @click.option("--full", is_flag=True, help="Compare embedding and head values in full (difference statistics).")
 @json_option
@@ -518,17 +540,6 @@ def _emit_explain(anatomy: HeadAnatomy, explain: bool) -> None:
         from .render.explain import explain_view
 
         emit(explain_view(anatomy))
-
-
-def _parse_ids(spec: str) -> list[int]:
-    if spec.endswith(".npy"):
-        from .inputs.hidden import load_target_ids
-
-        return load_target_ids(Path(spec))
-    try:
-        return [int(part) for part in spec.split(",") if part.strip()]
-    except ValueError:
-        raise HiddenStateError("--targets", f"{spec!r} is not a comma-separated list of ids (or a .npy file)") from None
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from .head import TopK, normalise, project
 if TYPE_CHECKING:
     from ..inputs.hidden import HiddenStates
 
-__all__ = ["Predictions", "Summary", "check_targets", "predict", "select_positions", "targets_from_ids", "targets_from_text"]
+__all__ = ["Predictions", "Summary", "check_targets", "predict", "targets_from_ids", "targets_from_text"]
 
 
 @dataclass(frozen=True)
@@ -64,35 +64,13 @@ class Predictions:
         return out
 
 
-def select_positions(spec: str | None, count: int) -> list[int]:
-    """``"0,5,-1"`` -> [0, 5, count-1]; None -> every position."""
-    if not spec:
-        return list(range(count))
-    chosen: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            if ":" in part:
-                selected = range(count)[slice(*(int(p) if p else None for p in part.split(":")))]
-                if not selected:
-                    raise HiddenStateError("--positions", f"{part!r} selects none of the {count} positions in the file")
-                chosen.extend(selected)
-                continue
-            i = int(part)
-        except ValueError:
-            raise HiddenStateError("--positions", f"{part!r} is not an integer or a start:stop range") from None
-        if not -count <= i < count:
-            raise HiddenStateError("--positions", f"{i} is outside the {count} positions in the file")
-        chosen.append(i % count)
-    return list(dict.fromkeys(chosen))
-
-
 IGNORE_INDEX = -100  # transformers' (and PyTorch's cross-entropy) label for "no target here"
 
 
-def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndarray:
-    """Next-token ids per position: T of them, or T-1 (the last position then has none). -100, the
-    label transformers gives positions without a target, leaves that position without one."""
+def targets_from_ids(ids: Sequence[int], positions: int, source: str, selected: Sequence[int] | None = None) -> np.ndarray:
+    """Next-token ids per position: T of them, or T-1 (the last position then has none), or with
+    ``selected`` positions (--positions) one per selected position. -100, the label transformers gives
+    positions without a target, leaves that position without one."""
     ids = [int(i) for i in ids]
     negative = [i for i in ids if i < 0 and i != IGNORE_INDEX]
     if negative:
@@ -107,8 +85,14 @@ def targets_from_ids(ids: Sequence[int], positions: int, source: str) -> np.ndar
         raise HiddenStateError(source, f"id {huge[0]} is larger than any vocabulary")
     if len(ids) == positions - 1:
         ids.append(-1)
+    chosen = list(selected) if selected is not None and len(selected) < positions else None
+    if len(ids) != positions and chosen is not None and len(ids) == len(chosen):  # one per selected position
+        full = np.full(positions, -1, dtype=np.int64)
+        full[chosen] = ids
+        return full
     if len(ids) != positions:
-        raise HiddenStateError(source, f"gives {len(ids)} target ids for {positions} positions (expected {positions} or {positions - 1})")
+        expected = f"{positions} or {positions - 1}" + (f", or {len(chosen)}: one per selected position" if chosen else "")
+        raise HiddenStateError(source, f"gives {len(ids)} target ids for {positions} positions (expected {expected})")
     return np.asarray(ids, dtype=np.int64)
 
 

@@ -14,23 +14,13 @@ from ..model.anatomy import HeadAnatomy
 from . import Text
 
 
-def head_warnings(anatomy: HeadAnatomy) -> list[str]:
-    """What a person must know before trusting these predictions."""
-    if anatomy.tie.config_directs is False and anatomy.head is None:
-        return [
-            f"no head is stored and the config says untied: the loaded model would have a random head; "
-            f"showing {anatomy.head_matrix} as the head"
-        ]
-    return []
-
-
 def topk_header(
     anatomy: HeadAnatomy,
     vocab: Vocabulary | None,
     no_norm: bool,
     masked: int,
     text_note: str | None = None,
-    text_warnings: list[str] | None = None,
+    notices: list[str] | None = None,
 ) -> list[Text]:
     """The head as applied (norm, scale, matrix, transforms), then what the reader should know."""
     recipe = anatomy.recipe  # the steps as logits.head applies them, in the same order
@@ -46,7 +36,7 @@ def topk_header(
     steps.append(f"· {recipe.matrix}ᵀ" + (f" + {recipe.bias}" if recipe.bias else ""))
     steps.extend(f"{t.kind} {t.value:g}" for t in recipe.transforms)
     lines = [Text(f"head: {' → '.join(steps)}", style="dim")]
-    lines += [Text(f"warning: {w}", style="bold yellow") for w in head_warnings(anatomy) + (text_warnings or [])]
+    lines += [Text(f"warning: {w}", style="bold yellow") for w in notices or []]
     if text_note:
         lines.append(Text(text_note, style="dim"))
     if vocab is None:

@@ -232,3 +232,43 @@ def test_minus_100_leaves_a_position_without_a_target(model):
     for other in ("-1", "-99", "-101"):
         result = run("topk", folder, h, "--targets", f"3,{other},5,6,7,8", ok=False)
         assert result.exit_code == 2 and "is negative" in result.stderr and "-100 leaves a position" in result.stderr
+
+
+# ------------------------------------------------------------------ options where they act, --debug anywhere
+
+
+def test_targets_may_be_given_one_per_selected_position(model):
+    """With --positions, --targets may list one id per selected position instead of one per position of the file."""
+    folder, _, _, h = model
+    full = run_json("topk", folder, h, "--positions", "4,1", "--targets", "-100,7,-100,-100,9,-100")
+    short = run_json("topk", folder, h, "--positions", "4,1", "--targets", "9,7")
+    assert short["positions"] == full["positions"] and short["summary"] == full["summary"]
+    assert [p["target"]["token_id"] for p in short["positions"]] == [9, 7]
+    wrong = run("topk", folder, h, "--positions", "4,1", "--targets", "9,7,3", ok=False)
+    assert wrong.exit_code == 2 and "(expected 6 or 5, or 2: one per selected position)" in wrong.stderr
+
+
+def test_a_positions_list_is_checked_before_the_checkpoint_is_read(tmp_path):
+    """--positions is parsed where it enters: a typo is named even when CKPT does not exist."""
+    result = run("topk", tmp_path / "absent", tmp_path / "h.npy", "--positions", "1,x", ok=False)
+    assert result.exit_code == 2 and result.stderr.startswith("error: --positions: 'x' is not an integer or a start:stop range")
+
+
+@pytest.mark.parametrize("command", ["count", "check-tying", "topk", "doctor"])
+def test_debug_works_after_the_subcommand_too(command, tmp_path):
+    args = [command, tmp_path / "absent", *([tmp_path / "h.npy"] if command == "topk" else [])]
+    before = run("--debug", *args, ok=False)
+    after = run(*args, "--debug", ok=False)
+    for result in (before, after):
+        assert isinstance(result.exception, Exception) and "no such file or directory" in str(result.exception)
+    assert run(*args, ok=False).exit_code == 2  # without it: one line, exit 2
+
+
+@pytest.mark.parametrize("option", [["--norm", "rmsnorm"], ["--eps", "1e-5"], ["--logit-scale", "2"], ["--softcap", "30"]])
+def test_math_options_are_offered_only_where_they_change_the_answer(option, model):
+    folder, _, _, h = model
+    for command in ("count", "check-tying"):
+        result = run(command, folder, *option, ok=False)
+        assert result.exit_code == 2 and result.stderr.startswith(f"error: {option[0]}: no such option"), result.stderr
+    assert run_json("topk", folder, h, *option)["overrides"]
+    assert run("doctor", folder, *option, "--explain").exit_code == 0

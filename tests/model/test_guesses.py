@@ -88,7 +88,7 @@ def test_overrides_show_in_explain(tmp_path):
     assert explain["transform:softcap"] == "--softcap 7"
     assert explain["transform:multiply"] == "--logit-scale 2"
     assert data["warnings"] == []  # nothing left to guess
-    text = CliRunner().invoke(cli, ["count", str(folder), "--norm", "rmsnorm-1p", "--explain"]).output
+    text = CliRunner().invoke(cli, ["doctor", str(folder), "--norm", "rmsnorm-1p", "--explain"]).output
     assert "--norm rmsnorm-1p" in text
 
 

@@ -13,17 +13,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checkpoint.checkpoint import Checkpoint, Format
+from ..checkpoint.checkpoint import Checkpoint
 from ..core.errors import AnatomyError, LmheadError
 from ..core.problems import Problem, ProblemKind
 from .conventions import (
-    ARCHITECTURE_TYPES,
     BUFFER_PATTERNS,
     EMBEDDING_PATTERNS,
     HEAD_PATTERNS,
     Convention,
     TransformKind,
-    convention,
 )
 from .head_settings import (
     FinalNorm,
@@ -35,12 +33,10 @@ from .head_settings import (
     override_transforms,
 )
 from .recipe import HeadRecipe
+from .source import ModelSource, describe
 from .tie import TieEvidence, TieSource, loads_tied, values_decide
-from .wrapped import language_config, relocate, wrapped_tying
 
 __all__ = ["FinalNorm", "HeadAnatomy", "LogitTransform", "Overrides", "locate_head"]
-
-HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim", "model_dim")
 
 
 @dataclass(frozen=True)
@@ -94,19 +90,6 @@ class HeadAnatomy:
         return self.recipe.transforms
 
 
-def architecture_of(config: dict[str, Any] | None) -> str | None:
-    if not config:
-        return None
-    model_type = config.get("model_type")
-    if isinstance(model_type, str) and model_type:
-        return model_type
-    names = config.get("architectures")
-    for name in names if isinstance(names, list) else []:
-        if isinstance(name, str) and name in ARCHITECTURE_TYPES:
-            return ARCHITECTURE_TYPES[name]
-    return None
-
-
 def locate_head(
     ckpt: Checkpoint,
     head: str | None = None,
@@ -126,25 +109,9 @@ def locate_head(
     (``loads_tied``'s reading of an unknown), and the caller must say so.
     """
     overrides = overrides or Overrides()
-    gguf = ckpt.format is Format.GGUF
-    if gguf:  # llama.cpp's per-architecture rules: loaded only for a GGUF
-        from .gguf_conventions import gguf_convention, gguf_explain, gguf_metadata_problems, gguf_tying
-    config = ckpt.metadata if gguf else ckpt.config  # a GGUF's metadata plays the part of config.json
-    lm = None if gguf else language_config(config)
-    nest = lm if lm is not None and lm.nesting is not None else None  # a wrapper's language model, nested
-    settings = nest.config if nest else config  # where the language model's sizes, norm and eps live
-    arch = _gguf_architecture(ckpt.metadata) if gguf else architecture_of(settings)
-    conv = gguf_convention(arch, ckpt.metadata) if gguf else convention(arch) if arch else None
-    where = "GGUF metadata" if gguf else (f"config {nest.nesting}" if nest else "config")
-    explain: dict[str, str] = {}
-    names = ckpt.tensors
-    if nest:
-        explain["language model"] = f"{nest.wrapper_type or 'wrapper'} nests a {arch or 'unknown'} model in {nest.nesting}"
-    if conv and not gguf:
-        conv, layout = relocate(conv, names)
-        if layout != "plain decoder layout":
-            explain["layout"] = layout
-
+    source = describe(ckpt)
+    conv, names = source.conv, ckpt.tensors
+    explain: dict[str, str] = dict(source.explain)
     emb = _pick(ckpt, embedding, conv.embedding if conv else (), EMBEDDING_PATTERNS, "embedding", explain)
     head_name = _pick(ckpt, head, conv.head if conv else (), HEAD_PATTERNS, "head", explain, exclude=emb)
     if emb is None and head_name is None:
@@ -154,75 +121,22 @@ def locate_head(
             hint="name them with --embedding NAME and --head NAME (see the tensor list with --explain)",
         )
     bias = _head_bias(ckpt, conv, head_name, explain)
-    shares = _shares_storage(ckpt, emb, head_name)
-    tie_problems: tuple[Problem, ...] = ()
-    ignores_head = False
-    if gguf:  # llama.cpp's rule for the file's architecture (gguf_conventions)
-        rule = gguf_tying(arch, None if shares else head_name, emb)
-        source, directs, reason, flag = TieSource.GGUF, rule.config_tied, rule.source, None
-        ignores_head, tie_problems = rule.forced, rule.problems
-    elif nest and config is not None:
-        directs, reason, flag, flag_problems = wrapped_tying(config, nest)
-        source, tie_problems = TieSource.WRAPPER, tuple(Problem(ProblemKind.TIE_FLAGS_DISAGREE, p) for p in flag_problems)
-    elif config is None:
-        source, directs, reason, flag = TieSource.NO_CONFIG, None, "no config", None
-    else:
-        source, directs, reason, flag = TieSource.CONFIG, *_tying(config, conv, arch)
-    evidence = TieEvidence(
-        source, flag, directs, reason, head_stored=head_name is not None, shares_storage=shares, loader_ignores_head=ignores_head
-    )
+    evidence, tie_problems = _tie_evidence(ckpt, source, emb, head_name)
     identical = _values_identical(ckpt, emb, head_name, explain) if values and values_decide(evidence) else None
     if not values and values_decide(evidence):
         explain["values"] = "not read (hf:// without --fetch-values)"
     tied = loads_tied(evidence, identical)
     tie_reason = _tie_reason(evidence, tied, identical, head_name, emb)
     explain["tied"] = tie_reason
-    rescale = _rescale(settings, conv, bool(directs))
-    matrix = emb if (tied or head_name is None) else head_name
-    if matrix is None:  # tied by config but no embedding stored: the head stands in for it
-        matrix, tied = head_name, False
-    assert matrix is not None  # an embedding or a head was found (checked above)
-    shape = names[matrix].shape
-    if len(shape) != 2:
-        raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix must be 2-D (V, d)")
-    if 0 in shape:
-        raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix cannot be empty")
-    vocab, hidden = shape
+    matrix, tied = _head_matrix(ckpt, emb, head_name, tied)
+    vocab, hidden = names[matrix].shape
     projection = _projection(ckpt, conv, hidden, explain)
     if projection is not None:
         hidden = names[projection].shape[1]  # the model's width; the head's is the projection's output
-    bad: list[str] = []  # settings the math cannot use (NaN, inf, negative): bad input, or doctor's problems
-    norm = final_norm(ckpt, conv, hidden, explain, settings, where, bad)
-    if gguf:
-        explain.update(gguf_explain(arch, ckpt.metadata, norm.kind if norm else None))
-    problems = (
-        _gguf_size_problems(ckpt.metadata, arch, vocab, hidden, matrix) + gguf_metadata_problems(arch, ckpt.metadata)
-        if gguf
-        else _size_problems(settings, vocab, hidden, matrix)
-    )
-    transforms = logit_transforms(settings, conv, explain, where, bad, zero_is_off=gguf)
-    if bad and strict:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise AnatomyError(ckpt.config_path or ckpt.path, bad[0] + more)  # name the file the setting came from
-    problems = (*(Problem(ProblemKind.BAD_SETTING, b) for b in bad), *problems)
-    if nest and nest.wrapper and not nest.wrapper.applies_text_transforms and transforms:
-        for t in transforms:
-            explain[f"transform:{t.kind}"] = f"{t.source}, but {nest.wrapper_type}'s head does not apply it"
-        transforms = ()
-    pre_head = tuple(t for t in transforms if t.kind.before_head)
-    transforms = tuple(t for t in transforms if not t.kind.before_head)
-    norm = override_norm(ckpt, norm, overrides, hidden, explain)
-    transforms = override_transforms(transforms, overrides, explain)
-    guesses = () if conv or gguf else _guesses(arch, norm, overrides)
-    if overrides.as_dict():
-        explain["overrides"] = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.as_dict().items())
-    scale = hidden**-0.5 if rescale else None
-    for t in pre_head:
-        scale = (scale or 1.0) * (
-            t.value / hidden if t.kind == TransformKind.PRE_WIDTH_RATIO else 1 / t.value if t.kind == TransformKind.PRE_DIVIDE else t.value
-        )
+    norm, transforms, scale, problems = _math(ckpt, source, hidden, bool(evidence.config_directs), strict, overrides, explain)
+    problems = (*problems, *source.size_problems(vocab, hidden, matrix))
     return HeadAnatomy(
-        architecture=arch,
+        architecture=source.arch,
         convention=conv.family if conv else "name patterns",
         embedding=emb,
         head=head_name,
@@ -239,12 +153,73 @@ def locate_head(
         values_identical=identical,
         problems=problems,
         tie_problems=tie_problems,
-        wrapper=nest.wrapper_type if nest else None,
+        wrapper=source.wrapper_type,
         head_candidates=_head_candidates(names, (vocab, hidden), {emb, head_name, *(conv.aliases if conv else ())}),
-        guesses=guesses,
+        guesses=() if conv else _guesses(source.arch, norm, overrides),
         verified=conv is not None,
         overrides=overrides.as_dict(),
     )
+
+
+def _tie_evidence(ckpt: Checkpoint, source: ModelSource, emb: str | None, head: str | None) -> tuple[TieEvidence, tuple[Problem, ...]]:
+    """The facts tying follows from: what the source directs, whether a head is stored, shared storage."""
+    shares = _shares_storage(ckpt, emb, head)
+    rule = source.tying(head, emb, shares)
+    evidence = TieEvidence(
+        rule.source,
+        rule.flag,
+        rule.directs,
+        rule.reason,
+        head_stored=head is not None,
+        shares_storage=shares,
+        loader_ignores_head=rule.loader_ignores_head,
+    )
+    return evidence, rule.problems
+
+
+def _head_matrix(ckpt: Checkpoint, emb: str | None, head: str | None, tied: bool) -> tuple[str, bool]:
+    """The (V, d) matrix the head multiplies by, and whether it is the embedding's (tied)."""
+    matrix = emb if (tied or head is None) else head
+    if matrix is None:  # tied by config but no embedding stored: the head stands in for it
+        matrix, tied = head, False
+    assert matrix is not None  # an embedding or a head was found (checked by the caller)
+    shape = ckpt.tensors[matrix].shape
+    if len(shape) != 2:
+        raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix must be 2-D (V, d)")
+    if 0 in shape:
+        raise AnatomyError(ckpt.path, f"{matrix} has shape {list(shape)}; a head matrix cannot be empty")
+    return matrix, tied
+
+
+def _math(
+    ckpt: Checkpoint, source: ModelSource, hidden: int, directs: bool, strict: bool, overrides: Overrides, explain: dict[str, str]
+) -> tuple[FinalNorm | None, tuple[LogitTransform, ...], float | None, tuple[Problem, ...]]:
+    """The final norm, the logit transforms after the head and the scale before it, with the user's
+    overrides; settings the math cannot use are bad input (``strict``) or problems."""
+    conv, settings, where = source.conv, source.settings, source.where
+    bad: list[str] = []  # settings the math cannot use (NaN, inf, negative): bad input, or doctor's problems
+    norm = final_norm(ckpt, conv, hidden, explain, settings, where, bad)
+    explain.update(source.explain_settings(norm.kind if norm else None))
+    transforms = logit_transforms(settings, conv, explain, where, bad, zero_is_off=source.zero_is_off)
+    if bad and strict:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise AnatomyError(ckpt.config_path or ckpt.path, bad[0] + more)  # name the file the setting came from
+    if not source.applies_text_transforms and transforms:
+        for t in transforms:
+            explain[f"transform:{t.kind}"] = f"{t.source}, but {source.wrapper_type}'s head does not apply it"
+        transforms = ()
+    pre_head = tuple(t for t in transforms if t.kind.before_head)
+    transforms = tuple(t for t in transforms if not t.kind.before_head)
+    norm = override_norm(ckpt, norm, overrides, hidden, explain)
+    transforms = override_transforms(transforms, overrides, explain)
+    if overrides.as_dict():
+        explain["overrides"] = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.as_dict().items())
+    scale = hidden**-0.5 if _rescale(settings, conv, directs) else None
+    for t in pre_head:
+        scale = (scale or 1.0) * (
+            t.value / hidden if t.kind == TransformKind.PRE_WIDTH_RATIO else 1 / t.value if t.kind == TransformKind.PRE_DIVIDE else t.value
+        )
+    return norm, transforms, scale, tuple(Problem(ProblemKind.BAD_SETTING, b) for b in bad)
 
 
 def _guesses(arch: str | None, norm: FinalNorm | None, o: Overrides) -> tuple[str, ...]:
@@ -343,19 +318,6 @@ def _head_bias(ckpt: Checkpoint, conv: Convention | None, head: str | None, expl
     return None
 
 
-def _tying(config: dict[str, Any], conv: Convention | None, arch: str | None) -> tuple[bool | None, str, bool | None]:
-    """(what the config directs, why, the key's own value): the key, else the class default."""
-    key = config.get("tie_word_embeddings")
-    flag = key if isinstance(key, bool) else None
-    if conv and conv.rescale_key and conv.rescale_key in config:
-        return None, f"{arch} saved by transformers 5 ({conv.rescale_key} present): tie_word_embeddings is always true", flag
-    if flag is not None:
-        return flag, f"config.json tie_word_embeddings={str(flag).lower()}", flag
-    if conv is not None:
-        return conv.tie_default, f"tie_word_embeddings absent; {arch}'s default is {str(conv.tie_default).lower()}", None
-    return None, f"tie_word_embeddings absent and architecture {arch or 'unknown'} not in the table", None
-
-
 def _values_identical(ckpt: Checkpoint, emb: str | None, head: str | None, explain: dict[str, str]) -> bool | None:
     """Whether the stored head holds exactly the embedding's values (same shape): the one case where tying
     depends on data, so ``count`` reads it (stopping at the first differing chunk)."""
@@ -413,37 +375,3 @@ def _projection(ckpt: Checkpoint, conv: Convention | None, width: int, explain: 
         explain["projection"] = f"{name}: architecture table ({info.shape[1]} -> {width} before the head)"
         return name
     return None
-
-
-def _gguf_architecture(metadata: dict[str, Any]) -> str | None:
-    arch = metadata.get("general.architecture")
-    return arch if isinstance(arch, str) and arch else None
-
-
-def _gguf_size_problems(metadata: dict[str, Any], arch: str | None, vocab: int, hidden: int, matrix: str) -> tuple[Problem, ...]:
-    """The metadata's own sizes against the tensors (llama.cpp trusts the metadata)."""
-    problems = []
-    for key, actual, what in ((f"{arch}.vocab_size", vocab, "rows"), (f"{arch}.embedding_length", hidden, "columns")):
-        value = metadata.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value != actual:
-            kind = ProblemKind.VOCAB_SIZE if what == "rows" else ProblemKind.HIDDEN_SIZE
-            problems.append(Problem(kind, f"GGUF metadata {key} {value} differs from the {actual} {what} of {matrix}"))
-    return tuple(problems)
-
-
-def _size_problems(config: dict[str, Any] | None, vocab: int, hidden: int, matrix: str) -> tuple[Problem, ...]:
-    problems = []
-    if not config:
-        return ()
-    cfg_vocab = config.get("vocab_size")
-    if isinstance(cfg_vocab, int) and not isinstance(cfg_vocab, bool) and cfg_vocab != vocab:
-        problems.append(Problem(ProblemKind.VOCAB_SIZE, f"config vocab_size {cfg_vocab} differs from the {vocab} rows of {matrix}"))
-    for key in HIDDEN_KEYS:
-        cfg_hidden = config.get(key)
-        if isinstance(cfg_hidden, int) and not isinstance(cfg_hidden, bool):
-            if cfg_hidden != hidden:
-                problems.append(
-                    Problem(ProblemKind.HIDDEN_SIZE, f"config {key} {cfg_hidden} differs from the {hidden} columns of {matrix}")
-                )
-            break
-    return tuple(problems)

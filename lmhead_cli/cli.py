@@ -422,6 +422,8 @@ def topk(
     if last_normed and not layers:
         raise LmheadError("--last-normed", "goes with --layers")
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
+    for note in checkpoint.notes:
+        render.note(note)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     chosen = select_positions(positions, states.positions)

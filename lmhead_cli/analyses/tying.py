@@ -90,7 +90,7 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, v
         values_identical=identical,
         comparison=comparison,
         problems=problems,
-        notes=notes,
+        notes=[*ckpt.notes, *notes],  # what opening it found (one shard read as the whole checkpoint)
     )
 
 

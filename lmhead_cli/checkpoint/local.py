@@ -14,7 +14,7 @@ from pathlib import Path
 from ..core.errors import CheckpointError
 from ..core.files import access_error
 from ..formats.base import Reader
-from .assemble import INDEX_SUFFIX, assemble, choose_weights, listed, open_index
+from .assemble import INDEX_SUFFIX, assemble, choose_weights, listed, open_index, read_json
 from .cache import cached_repo_id, snapshot_blobs
 from .checkpoint import Checkpoint
 
@@ -45,6 +45,12 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
         return open_index(path, path.parent, locate=_shards_of(path.parent, path), opener=_reader)
     kind = _sniff(path)
     if kind in ("safetensors", "pytorch"):
+        index = _index_listing(path)
+        if index is not None:  # one shard of several: the whole checkpoint, said so
+            ckpt = open_index(index, path.parent, shown=path, locate=_shards_of(path.parent, index), opener=_reader)
+            shards = len(ckpt.readers)
+            ckpt.notes.append(f"{path.name} is one of the {shards} shards {index.name} lists: read as the whole checkpoint")
+            return ckpt
         return assemble(path, [path], path.parent, opener=_reader)
     if kind == "gguf":
         return _open_gguf(path)
@@ -53,6 +59,27 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
         f"not a checkpoint lmhead can read ({kind})",
         hint="give a model directory, a .safetensors file, a .gguf file or a *.safetensors.index.json",
     )
+
+
+def _index_listing(file: Path) -> Path | None:
+    """The shard index beside ``file`` that lists it as one of several shards, if any.
+
+    A shard alone is not the model (its counts, its "missing" head): the index says what the
+    rest is. An index that cannot be read, or lists ``file`` alone, is not followed."""
+    suffix = INDEX_SUFFIX if file.suffix == ".safetensors" else ".bin.index.json"
+    try:
+        candidates = sorted(p for p in file.parent.iterdir() if p.name.endswith(suffix) and p.is_file())
+    except OSError:
+        return None
+    for index in candidates:
+        try:
+            weight_map = read_json(index, "index").get("weight_map")
+        except (CheckpointError, AttributeError):
+            continue
+        shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+        if file.name in shards and len(shards) > 1 and all(isinstance(s, str) for s in shards):
+            return index
+    return None
 
 
 def _sniff(path: Path) -> str:

@@ -300,11 +300,14 @@ def count(
       lmhead count sample_weights/llama-bf16
       lmhead count path/to/model.safetensors.index.json --json | jq .head_share
     """
+    from . import render
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     result = census(checkpoint, anatomy, tokenizer_vocab=_vocabulary_size(checkpoint, tokenizer))
+    for warning in result.warnings:
+        render.warn(warning)
     if json_:
         emit_json(_with_warnings(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain), checkpoint, anatomy, values))
     else:

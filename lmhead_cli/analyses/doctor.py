@@ -42,7 +42,8 @@ def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, ful
     notes = _unique([*(n for n in tying.notes if n not in sizes), *audit.notes, *ckpt.notes])
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
-    warnings = [f"unverified architecture: {g}" for g in anatomy.guesses] + (norm_weight_warnings(ckpt, anatomy) if values else [])
+    guesses = [f"unverified architecture: {g}" for g in anatomy.guesses] + [f"unverified counts: {w}" for w in counts.warnings]
+    warnings = guesses + (norm_weight_warnings(ckpt, anatomy) if values else [])
     return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes, warnings)
 
 

@@ -81,6 +81,7 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "padded_rows": c.padded_rows,
         "quantization": _quantization_json(c),
         "notes": list(ckpt.notes) + [p.message for p in anatomy.problems],
+        **({"warnings": list(c.warnings)} if c.warnings else {}),
     }
 
 

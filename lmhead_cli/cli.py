@@ -156,14 +156,9 @@ def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]
     """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
     if values:
         return []
-    from .analyses.tying import values_unread
+    from .analyses.tying import unread_warnings
 
-    if not values_unread(ckpt, anatomy):
-        return []
-    return [
-        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
-        "without --fetch-values: counted as untied"
-    ]
+    return unread_warnings(ckpt, anatomy, values)
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -526,7 +521,7 @@ def doctor(
 
 
 def _with_warnings(data: dict[str, Any], ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> dict[str, Any]:
-    warnings = _warnings(ckpt, anatomy, values)
+    warnings = [w for w in _warnings(ckpt, anatomy, values) if w not in data.get("warnings", [])]  # doctor has them already
     if warnings:
         data["warnings"] = data.get("warnings", []) + warnings
     return data

@@ -11,7 +11,7 @@ from ..inputs.tokens import Vocabulary
 from ..logits.head import norm_weight_warnings
 from ..model.anatomy import HeadAnatomy
 from .census import Census, census
-from .tying import TyingReport, diagnose_tying
+from .tying import TyingReport, diagnose_tying, unread_warnings
 from .vocab import VocabAudit, audit_vocabulary
 
 __all__ = ["DoctorReport", "doctor"]
@@ -43,7 +43,7 @@ def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, ful
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
     guesses = [f"unverified architecture: {g}" for g in anatomy.guesses] + [f"unverified counts: {w}" for w in counts.warnings]
-    warnings = guesses + (norm_weight_warnings(ckpt, anatomy) if values else [])
+    warnings = guesses + (norm_weight_warnings(ckpt, anatomy) if values else unread_warnings(ckpt, anatomy, values))
     return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes, warnings)
 
 

@@ -114,6 +114,17 @@ def value_bytes(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int:
     return sum(stored(info) * rows // max(info.rows, 1) for info in (emb, head))
 
 
+def unread_warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]:
+    """What makes the answer a guess when values were not read (hf:// without --fetch-values):
+    a tie only the values decide."""
+    if values or not values_unread(ckpt, anatomy):
+        return []
+    return [
+        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
+        "without --fetch-values: counted as untied"
+    ]
+
+
 def values_unread(ckpt: Checkpoint, anatomy: HeadAnatomy) -> bool:
     """Whether tying hangs on values that were not read: a stored head of the embedding's shape,
     apart from it, under a config that does not rule tying out (``tie.values_decide``)."""

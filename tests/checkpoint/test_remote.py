@@ -469,3 +469,19 @@ def test_the_token_stays_on_the_hub(hub, monkeypatch):
     run_json("topk", "hf://org/gated", SAMPLES / "llama-bf16" / "hidden.npy")
     assert hub.requests("lfs") and not any(r.authorized for r in hub.requests("lfs"))
     assert all(r.authorized for r in hub.requests("api") + hub.requests("json"))
+
+
+def test_doctor_over_hf_is_not_verified_when_the_tie_hangs_on_unread_values(hub, tmp_path):
+    from builders import llama_config, llama_tensors, write_checkpoint
+
+    folder = write_checkpoint(tmp_path / "tied-config", llama_tensors(), llama_config(tied=True))  # a head of its own is stored
+    url = f"hf://{hub.add_repo('org/tied-config', folder).repo_id}"
+    result = CliRunner().invoke(cli, ["doctor", url])
+    assert result.exit_code == 0, result.output
+    verdict = result.stdout.splitlines()[1]
+    assert "not verified" in verdict and "healthy" not in verdict, result.stdout
+    assert "without --fetch-values" in result.stdout
+    _, data = answer("doctor", url)
+    assert sum("without --fetch-values" in w for w in data["warnings"]) == 1  # once, not once per layer that knows it
+    fetched = CliRunner().invoke(cli, ["doctor", url, "--fetch-values"])
+    assert fetched.exit_code == 1 and "problem found" in fetched.stdout  # values read: the tied config's own head is a problem

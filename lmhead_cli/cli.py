@@ -461,7 +461,7 @@ def topk(
     meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
     # over hf:// the weight would be fetched twice (it is read again for the norm): local checkpoints only
     check_weight = not no_norm and checkpoint.remote is None
-    guessed = [*anatomy.guesses, *(norm_weight_warnings(checkpoint, anatomy) if check_weight else [])]
+    guessed = [*anatomy.guesses, *(norm_weight_warnings(checkpoint, anatomy) if check_weight else []), *result.warnings]
     for line in guessed:
         render.warn(line)
     meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings, *_warnings(checkpoint, anatomy, values)]

@@ -245,3 +245,38 @@ def test_default_chunks_are_small_for_few_states_except_over_the_hub():
     assert default_chunk_rows(2048, 32) == 512  # 4 MiB of float32: stays in cache between widening and matmul
     assert default_chunk_rows(2048, 65) == default_chunk_rows(2048, 32, remote=True) == 2048  # 16 MiB
     assert default_chunk_rows(2**20, 1) == 64  # never fewer rows than this
+
+
+# ---------------------------------------------------------------- states that are not what they are said to be
+
+GPT2 = SAMPLES / "gpt2-tied"  # hidden.npy and hidden_layers.npy hold states before the final norm (sample_weights/make_samples.py)
+
+
+@pytest.mark.parametrize(
+    "hidden, flags", [("hidden.npy", ["--no-norm"]), ("hidden_layers.npy", ["--layers", "--last-normed"])], ids=["no-norm", "last-normed"]
+)
+def test_raw_states_given_as_normalised_are_warned_about(hidden, flags):
+    result = run("topk", GPT2, GPT2 / hidden, *flags)
+    flag = flags[-1]
+    assert f"warning: states given as already normalised ({flag}) have RMS" in result.stderr
+    assert f"they look like raw states before the norm (then leave out {flag})" in result.stderr
+    data = run_json("topk", GPT2, GPT2 / hidden, *flags)
+    assert sum(f"normalised ({flag})" in w for w in data["warnings"]) == 1
+
+
+def test_normalised_states_given_as_normalised_are_not_warned_about():
+    family = SAMPLES.parent / "tests" / "fixtures" / "families" / "llama"  # transformers' own final-norm output
+    data = run_json("topk", family, family / "reference.npz", "--key", "norm_output", "--no-norm")
+    assert not any("already normalised" in w for w in data["warnings"])
+    assert "already normalised" not in run("topk", GPT2, GPT2 / "hidden.npy").stderr  # the norm applied: nothing to check
+
+
+def test_a_stack_of_layers_plus_one_read_as_a_batch_hints_layers(tmp_path):
+    result = run("topk", GPT2, GPT2 / "hidden_layers.npy", "-k", "1")  # (3, T, d), and GPT-2's sample has n_layer 2
+    hint = "3 sequences read as a batch, and the model has 2 layers: 2 + 1 is what output_hidden_states stacks"
+    assert f"warning: {hint}; for a logit lens of every layer add --layers" in result.stderr
+    assert any(w.startswith(hint) for w in run_json("topk", GPT2, GPT2 / "hidden_layers.npy", "-k", "1")["warnings"])
+    two = tmp_path / "two.npy"
+    np.save(two, np.load(GPT2 / "hidden_layers.npy")[:2])  # a batch of 2: no reason to think it is a stack
+    assert "--layers" not in run("topk", GPT2, two, "-k", "1").stderr
+    assert "output_hidden_states" not in run("topk", GPT2, GPT2 / "hidden_layers.npy", "--layers", "-k", "1").stderr

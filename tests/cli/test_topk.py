@@ -11,7 +11,7 @@ from lmhead_cli import load_hidden, locate_head, open_checkpoint, project
 from lmhead_cli.inputs.tokens import visible
 
 from builders import llama_config, llama_tensors, write_checkpoint
-from conftest import SAMPLES, run, run_json
+from conftest import SAMPLES, approx_json, run, run_json
 
 V, D = 64, 16
 
@@ -201,7 +201,8 @@ def test_logit_lens_grid_and_json():
     assert {p["layer"] for p in data["positions"]} == set(range(layers))
     final = run_json("topk", folder, folder / "hidden.npy", "-k", "2")
     last_layer = [p for p in data["positions"] if p["layer"] == layers - 1]
-    assert [p["top"] for p in last_layer] == [p["top"] for p in final["positions"]]
+    # a stack of 39 states and a file of 13 are multiplied in different BLAS blockings: equal to float32 tolerance
+    assert [p["top"] for p in last_layer] == approx_json([p["top"] for p in final["positions"]])
 
 
 def test_last_normed_stack_matches_transformers_hidden_states():

@@ -129,7 +129,7 @@ def _open_directory(directory: Path) -> Checkpoint:
     repo_id = cached_repo_id(directory)
     hint = "point lmhead at the folder that holds the model's weight files"
     if repo_id is not None:
-        hint = f"this cached snapshot holds no weight files; fetch them with: huggingface-cli download {repo_id} --include '*.safetensors'"
+        hint = f"this cached snapshot holds no weight files; fetch them with: hf download {repo_id} --include '*.safetensors'"
     raise CheckpointError(directory, "no weights found (no model.safetensors, *.safetensors, index or .gguf file)", hint=hint)
 
 
@@ -172,7 +172,7 @@ def _missing_hint(directory: Path, names: list[str]) -> str | None:
     repo_id = cached_repo_id(directory)
     if repo_id is None:
         return None
-    return f"the cached snapshot is partial; fetch the file with: huggingface-cli download {repo_id} {' '.join(names)}"
+    return f"the cached snapshot is partial; fetch the file with: hf download {repo_id} {' '.join(names)}"
 
 
 def _reader(file: Path) -> Reader:

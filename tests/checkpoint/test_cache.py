@@ -81,6 +81,7 @@ def test_a_repo_not_in_the_cache_says_so(hf_home, offline):
     assert result.exit_code == 2
     assert "error: org/absent: not a local path, and not in the local Hugging Face cache" in result.stderr
     assert "hf://org/absent" in result.stderr  # the hint names the opt-in
+    assert "(hf download org/absent)" in result.stderr  # huggingface_hub 1.x's command; huggingface-cli is gone
     assert "Traceback" not in result.output
 
 
@@ -143,7 +144,7 @@ def test_a_missing_shard_is_named(fake_hub, hf_home, offline):
         result = run(command, "samples/model", ok=False)
         assert result.exit_code == 2
         assert "names shard 'model-00002-of-00002.safetensors', which is missing" in result.stderr
-        assert "huggingface-cli download samples/model model-00002-of-00002.safetensors" in result.stderr
+        assert "hf download samples/model model-00002-of-00002.safetensors" in result.stderr
 
 
 def test_a_snapshot_without_weights_says_how_to_fetch_them(fake_hub, hf_home, offline):
@@ -152,7 +153,7 @@ def test_a_snapshot_without_weights_says_how_to_fetch_them(fake_hub, hf_home, of
     offline()
     result = run("count", "samples/model", ok=False)
     assert result.exit_code == 2 and "no weights found" in result.stderr
-    assert "huggingface-cli download samples/model --include '*.safetensors'" in result.stderr
+    assert "hf download samples/model --include '*.safetensors'" in result.stderr
 
 
 def test_only_what_the_command_needs(fake_hub, hf_home, tmp_path, offline):

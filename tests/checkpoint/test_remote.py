@@ -286,7 +286,7 @@ def test_missing_repo_is_one_line(hub):
     result = run("count", "hf://org/absent", ok=False)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"error: hf://org/absent: no repo org/absent on {hub.endpoint}, or it is private" in result.stderr
-    assert "huggingface-cli login" in result.stderr
+    assert "hf auth login" in result.stderr and "huggingface-cli" not in result.stderr
 
 
 def test_gated_repo_says_how_to_authenticate(hub, monkeypatch):
@@ -295,7 +295,7 @@ def test_gated_repo_says_how_to_authenticate(hub, monkeypatch):
     assert result.exit_code == 2
     assert "org/gated is a gated repo: reading its files needs an authenticated account" in result.stderr
     assert f"accept its conditions at {hub.endpoint}/org/gated" in result.stderr
-    assert "huggingface-cli login" in result.stderr and "HF_TOKEN" in result.stderr
+    assert "hf auth login" in result.stderr and "huggingface-cli" not in result.stderr and "HF_TOKEN" in result.stderr
     monkeypatch.setenv("HF_TOKEN", "hf_wrong_secret_value")
     result = run("count", "hf://org/gated", ok=False)
     assert "the token in use has not been granted access" in result.stderr
@@ -369,6 +369,7 @@ def test_a_repo_without_safetensors(hub, tmp_path):
     hub.add_repo("org/gguf", folder)
     result = run("count", "hf://org/gguf", ok=False)
     assert result.exit_code == 2 and "no safetensors weights in the repo; it has model.gguf" in result.stderr
+    assert "(hf download org/gguf)" in result.stderr
 
 
 def test_bad_urls(hub):

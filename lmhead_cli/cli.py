@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
 EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
 EXIT_INTERNAL = 3  # lmhead itself failed: out of memory, or a bug
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it; nothing partial is printed
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -219,9 +220,9 @@ class LmheadGroup(click.Group):
 
             render.error(usage_error(exc))
             sys.exit(EXIT_INPUT)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
             click.echo("Aborted!", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_INTERRUPTED if isinstance(exc.__cause__, KeyboardInterrupt) else 1)
         sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -649,3 +649,25 @@ def test_finite_states_whose_logits_overflow_are_bad_input(tmp_path, extra):
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(f"error: {path}: logits are not finite in float32 at "), proc.stderr
     assert all(line.startswith("hint: ") for line in lines[1:]), proc.stderr
+
+
+# ---------------------------------------------------------------- interrupted
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("command", ["count", "topk"])
+def test_ctrl_c_exits_130_printing_nothing_partial(monkeypatch, command):
+    import lmhead_cli.cli
+    import lmhead_cli.logits.prediction
+
+    monkeypatch.setattr(lmhead_cli.cli, "census", _interrupt)
+    monkeypatch.setattr(lmhead_cli.logits.prediction, "predict", _interrupt)
+    sample = ROOT / "sample_weights" / "gpt2-tied"
+    args = ["count", sample] if command == "count" else ["topk", sample, sample / "hidden.npy"]
+    for extra in ([], ["--json"]):
+        result = invoke(*args, *extra)
+        assert result.exit_code == 130, result.output  # 128 + SIGINT, as a shell reports it; not 1 ("problems found")
+        assert result.stdout == "" and "Traceback" not in result.stderr

@@ -414,7 +414,7 @@ def topk(
     from .inputs.hidden import load_hidden
     from .logits.head import norm_weight_warnings
     from .logits.prediction import check_targets, predict, select_positions, targets_from_ids, targets_from_text
-    from .render.topk import head_warnings, lens_view, topk_header, topk_json, topk_view
+    from .render.topk import head_warnings, k_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
         raise LmheadError("--targets", "give --targets or --text, not both")
@@ -459,10 +459,18 @@ def topk(
             chunk_rows=chunk_rows,
             progress=progress,
         )
-    meta = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
+    used = result.topk.ids.shape[1]  # k, or every row the softmax ranges over when k is more
+    meta: dict[str, Any] = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": used}
+    if used < k:
+        meta["k_requested"] = k
     # over hf:// the weight would be fetched twice (it is read again for the norm): local checkpoints only
     check_weight = not no_norm and checkpoint.remote is None
-    guessed = [*anatomy.guesses, *(norm_weight_warnings(checkpoint, anatomy) if check_weight else []), *result.warnings]
+    guessed = [
+        *anatomy.guesses,
+        *(norm_weight_warnings(checkpoint, anatomy) if check_weight else []),
+        *result.warnings,
+        *k_warnings(k, used, result.topk.masked_rows),
+    ]
     for line in guessed:
         render.warn(line)
     meta["warnings"] = [*guessed, *head_warnings(anatomy), *text_warnings, *_warnings(checkpoint, anatomy, values)]

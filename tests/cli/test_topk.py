@@ -281,3 +281,14 @@ def test_a_stack_of_layers_plus_one_read_as_a_batch_hints_layers(tmp_path):
     np.save(two, np.load(GPT2 / "hidden_layers.npy")[:2])  # a batch of 2: no reason to think it is a stack
     assert "--layers" not in run("topk", GPT2, two, "-k", "1").stderr
     assert "output_hidden_states" not in run("topk", GPT2, GPT2 / "hidden_layers.npy", "--layers", "-k", "1").stderr
+
+
+def test_k_past_the_vocabulary_reports_the_k_used():
+    llama = SAMPLES / "llama-bf16"  # 512 head rows, 450 tokens in its tokenizer.json: 62 rows of padding masked
+    data = run_json("topk", llama, llama / "hidden.npy", "-k", "100000", "--positions", "0")
+    assert data["k"] == len(data["positions"][0]["top"]) == 450 and data["k_requested"] == 100000
+    assert "-k 100,000 is more than the 450 head rows within the tokenizer's vocabulary: 450 predictions per position" in data["warnings"]
+    result = run("topk", GPT2, GPT2 / "hidden.npy", "-k", "451", "--positions", "0")  # 450 rows, no padding
+    assert "warning: -k 451 is more than the head's 450 rows: 450 predictions per position" in result.stderr
+    exact = run_json("topk", GPT2, GPT2 / "hidden.npy", "-k", "450", "--positions", "0")
+    assert exact["k"] == 450 and "k_requested" not in exact and not any(w.startswith("-k ") for w in exact["warnings"])

@@ -339,12 +339,16 @@ def check_tying(
       lmhead check-tying sample_weights/gpt2-tied
       lmhead check-tying my-finetune/ --expect untied --json
     """
+    from . import render
     from .analyses.tying import diagnose_tying
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
-    report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
+    fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
+    wanted = values and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)  # as topk shows its bar
+    with render.progress_bar("comparing", enabled=not json_ and wanted, fetched=fetched) as progress:
+        report = diagnose_tying(checkpoint, anatomy, full=full, values=values, progress=progress)
     if json_:
         emit_json(_with_warnings(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain), checkpoint, anatomy, values))
     else:

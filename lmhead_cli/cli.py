@@ -464,7 +464,7 @@ def topk(
             progress=progress,
         )
     used = result.topk.ids.shape[1]  # k, or every row the softmax ranges over when k is more
-    meta: dict[str, Any] = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": used}
+    meta: dict[str, Any] = {"checkpoint": checkpoint.shown, "hidden": str(hidden), "head": anatomy.head_matrix, "k": used}
     if used < k:
         meta["k_requested"] = k
     # over hf:// the weight would be fetched twice (it is read again for the norm): local checkpoints only

@@ -33,7 +33,9 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
         from .cache import looks_like_repo_id, resolve_cached
 
         if looks_like_repo_id(str(path)):
-            return open_local(resolve_cached(str(path), revision), None)
+            ckpt = open_local(resolve_cached(str(path), revision), None)
+            ckpt.name = str(path) + (f"@{revision}" if revision else "")  # the repo id, not the snapshot folder it resolved to
+            return ckpt
         raise CheckpointError(path, "no such file or directory") from None
     except OSError as exc:  # a folder on the way without search permission, a link loop, a name too long
         raise access_error(path, exc, CheckpointError) from None

@@ -53,7 +53,8 @@ def test_repo_id_resolves_in_the_cache(tiny, fake_hub, hf_home, offline):
     offline()
     data = run_json("count", "org/tiny")
     assert data["tied"] is False and data["architecture"] == "llama"
-    assert str(hf_home / "hub" / "models--org--tiny" / "snapshots" / tiny.commits["main"]) == data["checkpoint"]
+    assert data["checkpoint"] == "org/tiny"  # as named; the files lie in the snapshot
+    assert data["files"][0].startswith(str(hf_home / "hub" / "models--org--tiny" / "snapshots" / tiny.commits["main"]))
 
 
 def test_revision_picks_a_ref_or_a_commit(tiny, fake_hub, offline):
@@ -63,6 +64,17 @@ def test_revision_picks_a_ref_or_a_commit(tiny, fake_hub, offline):
     assert run_json("count", "org/tiny")["tied"] is False
     assert run_json("count", "org/tiny", "--revision", "v1")["tied"] is True
     assert run_json("check-tying", "org/tiny", "--revision", tiny.commits["v1"])["tied"] is True
+
+
+def test_a_cached_repo_is_shown_by_its_repo_id_and_revision(tiny, fake_hub, offline):
+    download(fake_hub, "org/tiny")
+    download(fake_hub, "org/tiny", revision="v1")
+    offline()
+    assert run("count", "org/tiny").stdout.splitlines()[0].startswith("org/tiny  (")  # never the snapshot folder
+    assert run("check-tying", "org/tiny", "--revision", "v1", ok=False).stdout.splitlines()[0] == "check-tying org/tiny@v1"
+    assert "doctor org/tiny" in run("doctor", "org/tiny", ok=False).stdout
+    data = run_json("count", "org/tiny", "--revision", "v1")
+    assert data["checkpoint"] == "org/tiny@v1" and all("snapshots" in f for f in data["files"])  # the files: where they are
 
 
 def test_hf_hub_cache_is_honoured(tiny, fake_hub, hf_home, tmp_path, monkeypatch, offline):

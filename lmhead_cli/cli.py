@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 EXIT_PROBLEMS = 1  # the input was read, and problems were found in it
 EXIT_INPUT = 2  # bad input: a file or option lmhead cannot use (also click's usage errors)
 EXIT_INTERNAL = 3  # lmhead itself failed: out of memory, or a bug
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it; nothing partial is printed
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -201,14 +202,9 @@ def _warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]
     """What makes the answer a guess: over hf:// without values, a tie only the values decide."""
     if values:
         return []
-    from .analyses.tying import values_unread
+    from .analyses.tying import unread_warnings
 
-    if not values_unread(ckpt, anatomy):
-        return []
-    return [
-        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
-        "without --fetch-values: counted as untied"
-    ]
+    return unread_warnings(ckpt, anatomy, values)
 
 
 def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
@@ -246,9 +242,9 @@ class LmheadGroup(click.Group):
 
             render.error(usage_error(exc))
             sys.exit(EXIT_INPUT)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
             click.echo("Aborted!", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_INTERRUPTED if isinstance(exc.__cause__, KeyboardInterrupt) else 1)
         sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -322,11 +318,14 @@ def count(
       lmhead count sample_weights/llama-bf16
       lmhead count path/to/model.safetensors.index.json --json | jq .head_share
     """
+    from . import render
     from .render import emit, emit_json
     from .render.census import census_json, census_view
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
     result = census(checkpoint, anatomy, tokenizer_vocab=_vocabulary_size(checkpoint, tokenizer))
+    for warning in result.warnings:
+        render.warn(warning)
     if json_:
         emit_json(_with_warnings(_with_explain(census_json(checkpoint, anatomy, result), anatomy, explain), checkpoint, anatomy, values))
     else:
@@ -362,12 +361,16 @@ def check_tying(
       lmhead check-tying sample_weights/gpt2-tied
       lmhead check-tying my-finetune/ --expect untied --json
     """
+    from . import render
     from .analyses.tying import diagnose_tying
     from .render import emit, emit_json
     from .render.tying import tying_json, tying_view
 
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values, full=full)
-    report = diagnose_tying(checkpoint, anatomy, full=full, values=values)
+    fetched = checkpoint.remote.fetched if checkpoint.remote is not None else None  # bytes read over the network so far
+    wanted = values and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)  # as topk shows its bar
+    with render.progress_bar("comparing", enabled=not json_ and wanted, fetched=fetched) as progress:
+        report = diagnose_tying(checkpoint, anatomy, full=full, values=values, progress=progress)
     if json_:
         emit_json(_with_warnings(_with_explain(tying_json(checkpoint, report, expect), anatomy, explain), checkpoint, anatomy, values))
     else:
@@ -442,7 +445,7 @@ def topk(
     from . import render
     from .inputs.hidden import load_hidden
     from .logits import request
-    from .render.topk import lens_view, topk_header, topk_json, topk_view
+    from .render.topk import k_warnings, lens_view, topk_header, topk_json, topk_view
 
     if targets and text:
         raise LmheadError("--targets", "give --targets or --text, not both")
@@ -450,6 +453,8 @@ def topk(
         raise LmheadError("--last-normed", "goes with --layers")
     asked = request.TopkRequest(k, positions, targets, text, not no_norm, last_normed, include_padded, chunk_rows)
     checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
+    for note in checkpoint.notes:
+        render.note(note)
     states = load_hidden(hidden, anatomy.hidden_size, key=key, layers=layers)
     vocab = _vocabulary(checkpoint, tokenizer)
     plan = request.plan(checkpoint, anatomy, states, vocab, asked)
@@ -457,10 +462,15 @@ def topk(
     wanted = fetched is not None or render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
     with render.progress_bar("projecting", enabled=not json_ and wanted, fetched=fetched) as progress:
         result = request.run(checkpoint, anatomy, states, plan, progress)
+    used = result.topk.ids.shape[1]  # k, or every row the softmax ranges over when k is more
     guessed, warnings = request.settled_warnings(checkpoint, anatomy, plan)
+    found = [*result.warnings, *k_warnings(k, used, result.topk.masked_rows)]
+    guessed, warnings = [*guessed, *found], [*guessed, *found, *warnings[len(guessed) :]]
     for line in guessed:
         render.warn(line)
-    meta: dict[str, Any] = {"checkpoint": str(checkpoint.path), "hidden": str(hidden), "head": anatomy.head_matrix, "k": k}
+    meta: dict[str, Any] = {"checkpoint": checkpoint.shown, "hidden": str(hidden), "head": anatomy.head_matrix, "k": used}
+    if used < k:
+        meta["k_requested"] = k
     meta["warnings"] = [*warnings, *_warnings(checkpoint, anatomy, values)]
     meta["overrides"] = anatomy.overrides
     if plan.text_ids is not None and plan.text_note is not None:
@@ -520,7 +530,7 @@ def doctor(
 
 
 def _with_warnings(data: dict[str, Any], ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> dict[str, Any]:
-    warnings = _warnings(ckpt, anatomy, values)
+    warnings = [w for w in _warnings(ckpt, anatomy, values) if w not in data.get("warnings", [])]  # doctor has them already
     if warnings:
         data["warnings"] = data.get("warnings", []) + warnings
     return data

@@ -92,6 +92,22 @@ def without_paths(data):
 
 PATH_FIELDS = {"checkpoint", "files", "hidden", "tokenizer_source"}
 
+# float32 BLAS: the same product computed in another blocking (more states at once, other chunk rows, another
+# machine's kernels) may differ in its last bits; a logit of 6.8283 agrees to about 1e-6 relative, its probability too.
+BLAS_REL, BLAS_ABS = 1e-5, 1e-6
+
+
+def approx_json(data):
+    """A command's JSON with every float compared within float32 BLAS tolerance, all else exactly:
+    ``assert got == approx_json(expected)``."""
+    if isinstance(data, dict):
+        return {k: approx_json(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [approx_json(v) for v in data]
+    if isinstance(data, float):
+        return pytest.approx(data, rel=BLAS_REL, abs=BLAS_ABS)
+    return data
+
 
 @pytest.fixture
 def model(tmp_path):

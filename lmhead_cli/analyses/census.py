@@ -79,6 +79,7 @@ class Census:
     padded_rows: int | None = None
     head_bits_per_param: float = 0.0  # of the head matrix, quantization metadata included
     quantization: Quantization | None = None
+    warnings: tuple[str, ...] = ()  # what the counts rest on that is a guess (an architecture outside the table)
 
     @property
     def head_share(self) -> float:
@@ -137,6 +138,7 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
         padded_rows=padded,
         head_bits_per_param=8 * matrix_bytes / matrix.numel if matrix.numel else 0.0,
         quantization=_quantization(ckpt, anatomy),
+        warnings=_guessed_roles(ckpt, anatomy, members),
     )
 
 
@@ -227,6 +229,24 @@ def _index_findings(ckpt: Checkpoint) -> tuple[Problem, ...]:
             Problem(ProblemKind.INDEX_UNLISTED_TENSORS, f"{n} tensor(s) in the shards are not named by the index (e.g. {first})")
         )
     return tuple(findings)
+
+
+PARAMETER_LEAVES = ("weight", "bias")  # what a module's parameters are called; anything else may be a buffer
+
+
+def _guessed_roles(ckpt: Checkpoint, anatomy: HeadAnatomy, members: dict[str, list[TensorInfo]]) -> tuple[str, ...]:
+    """For an architecture outside the table, what the counts assume: roles found by name patterns,
+    and the counted tensors not named like parameters (a buffer saved by a new family would count
+    as one: transformers 5.25's router biases did)."""
+    if anatomy.verified:
+        return ()
+    counted = [i.name for name, infos in members.items() if name != "quantization" for i in infos]
+    odd = [n for n in counted if n.rsplit(".", 1)[-1] not in PARAMETER_LEAVES]
+    what = f"architecture {anatomy.architecture or 'unknown'} is not in lmhead's table: roles found by name patterns"
+    if odd:
+        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        what += f"; counted as parameters, though they may be buffers: {shown}"
+    return (what,)
 
 
 def _assign_groups(ckpt: Checkpoint, anatomy: HeadAnatomy) -> dict[str, list[TensorInfo]]:

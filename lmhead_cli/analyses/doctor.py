@@ -11,7 +11,7 @@ from ..inputs.tokens import Vocabulary
 from ..logits.head import norm_weight_warnings
 from ..model.anatomy import HeadAnatomy
 from .census import Census, census
-from .tying import TyingReport, diagnose_tying
+from .tying import TyingReport, diagnose_tying, unread_warnings
 from .vocab import VocabAudit, audit_vocabulary
 
 __all__ = ["DoctorReport", "doctor"]
@@ -42,7 +42,8 @@ def doctor(ckpt: Checkpoint, anatomy: HeadAnatomy, vocab: Vocabulary | None, ful
     notes = _unique([*(n for n in tying.notes if n not in sizes), *audit.notes, *ckpt.notes])
     if anatomy.final_norm is None:
         notes.append("no final norm identified: topk will apply none (check with --explain)")
-    warnings = [f"unverified architecture: {g}" for g in anatomy.guesses] + (norm_weight_warnings(ckpt, anatomy) if values else [])
+    guesses = [f"unverified architecture: {g}" for g in anatomy.guesses] + [f"unverified counts: {w}" for w in counts.warnings]
+    warnings = guesses + (norm_weight_warnings(ckpt, anatomy) if values else unread_warnings(ckpt, anatomy, values))
     return DoctorReport(not problems, counts, tying, audit, anatomy, problems, notes, warnings)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..checkpoint.checkpoint import Checkpoint
-from ..checkpoint.compare import ValueComparison, chunk_bytes, compare_transposed, compare_values
+from ..checkpoint.compare import Progress, ValueComparison, chunk_bytes, compare_transposed, compare_values
 from ..core.problems import Problem, ProblemKind
 from ..formats.base import TensorInfo
 from ..model.anatomy import HeadAnatomy
@@ -47,8 +47,11 @@ class TyingReport:
     notes: list[str] = field(default_factory=list)
 
 
-def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, values: bool = True) -> TyingReport:
-    """Gather the evidence behind ``anatomy.tied``; ``full`` computes difference statistics.
+def diagnose_tying(
+    ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, values: bool = True, progress: Progress | None = None
+) -> TyingReport:
+    """Gather the evidence behind ``anatomy.tied``; ``full`` computes difference statistics; ``progress``
+    is told the rows compared after each chunk.
 
     Without ``values`` (hf:// without --fetch-values) only the config and storage
     evidence is gathered: a stored head's values stay unknown, and a note says so.
@@ -61,9 +64,9 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, v
     if values and emb and head and relation == "same" and not shares and anatomy.values_identical is True and not full:
         comparison = ValueComparison(True, emb.rows, emb.rows, True)  # locate_head compared them already, in full
     elif values and emb and head and relation in ("same", "slice") and not shares:
-        comparison = compare_values(ckpt, emb, head, full=full, rows=min(emb.rows, head.rows))
+        comparison = compare_values(ckpt, emb, head, full=full, rows=min(emb.rows, head.rows), progress=progress)
     elif values and emb and head and relation == "transposed":
-        comparison = compare_transposed(ckpt, emb, head, full=full)
+        comparison = compare_transposed(ckpt, emb, head, full=full, progress=progress)
     identical = True if shares else (None if comparison is None else comparison.identical)
     config_present = anatomy.tie.source is not TieSource.NO_CONFIG
     problems, notes = _findings(anatomy, emb, head, relation, identical)
@@ -90,7 +93,7 @@ def diagnose_tying(ckpt: Checkpoint, anatomy: HeadAnatomy, full: bool = False, v
         values_identical=identical,
         comparison=comparison,
         problems=problems,
-        notes=notes,
+        notes=[*ckpt.notes, *notes],  # what opening it found (one shard read as the whole checkpoint)
     )
 
 
@@ -112,6 +115,17 @@ def value_bytes(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int:
         return stored(emb) + chunks * stored(head)
     rows = min(emb.rows, head.rows)
     return sum(stored(info) * rows // max(info.rows, 1) for info in (emb, head))
+
+
+def unread_warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> list[str]:
+    """What makes the answer a guess when values were not read (hf:// without --fetch-values):
+    a tie only the values decide."""
+    if values or not values_unread(ckpt, anatomy):
+        return []
+    return [
+        f"whether {anatomy.head} equals {anatomy.embedding} decides tying, and values are not read over hf:// "
+        "without --fetch-values: counted as untied"
+    ]
 
 
 def values_unread(ckpt: Checkpoint, anatomy: HeadAnatomy) -> bool:

@@ -178,5 +178,7 @@ def read_json(path: Path, what: str) -> Any:
         raise CheckpointError(path, f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     except UnicodeDecodeError as exc:
         raise CheckpointError(path, f"{what} is not UTF-8 text") from exc
+    except ValueError as exc:  # an integer of more than 4300 digits: Python refuses to convert it
+        raise CheckpointError(path, f"{what} holds a number lmhead cannot read ({exc})") from exc
     except OSError as exc:
         raise CheckpointError(path, f"cannot read {what}: {exc.strerror or exc}") from exc

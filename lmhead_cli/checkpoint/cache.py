@@ -100,8 +100,7 @@ def resolve_cached(repo_id: str, revision: str | None = None) -> Path:
         raise CheckpointError(
             repo_id,
             f"not a local path, and not in the local Hugging Face cache{at} ({cache})",
-            hint=f"download it first (huggingface-cli download {repo_id}), read it remotely (lmhead ... hf://{repo_id}), "
-            "or set HF_HUB_CACHE / HF_HOME",
+            hint=f"download it first (hf download {repo_id}), read it remotely (lmhead ... hf://{repo_id}), or set HF_HUB_CACHE / HF_HOME",
         ) from None
     except (ValueError, OSError) as exc:
         raise CheckpointError(repo_id, f"cannot resolve in the Hugging Face cache: {exc}") from exc

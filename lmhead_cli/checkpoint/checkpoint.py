@@ -53,7 +53,13 @@ class Checkpoint:
     quant_metadata: list[TensorInfo] = field(default_factory=list)  # scales, zero points, states: bytes, no parameters
     stored: dict[str, TensorInfo] = field(default_factory=dict)  # every tensor on disk by stored name, when ``tensors`` differs
     remote: HubFiles | None = field(default=None, repr=False)  # hf://: where rows come from, and the bytes fetched
+    name: str | None = None  # what to call it when ``path`` is not what the user named (a cached repo id and its revision)
     _parts: Stored | None = field(default=None, init=False, repr=False)  # quantized weights' parts, read through the readers
+
+    @property
+    def shown(self) -> str:
+        """The checkpoint as the user named it: headers and JSON ``checkpoint``."""
+        return self.name if self.name is not None else str(self.path)
 
     @property
     def files(self) -> list[Path]:

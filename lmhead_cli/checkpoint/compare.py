@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = ["COMPARE_CHUNK_BYTES", "ValueComparison", "chunk_bytes", "compare_tra
 
 COMPARE_CHUNK_BYTES = 2 * 2**20  # raw bytes per tensor per chunk, local files: compared while still in cache
 REMOTE_CHUNK_BYTES = 16 * 2**20  # over hf:// each chunk is a ranged request: fewer, larger ones
+Progress = Callable[[int, int], None]  # (rows done, rows in all), after each chunk
 
 
 def chunk_bytes(ckpt: Checkpoint) -> int:
@@ -43,9 +44,11 @@ class ValueComparison:
     identical_rows_fraction: float | None = None
 
 
-def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = False, rows: int | None = None) -> ValueComparison:
+def compare_values(
+    ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = False, rows: int | None = None, progress: Progress | None = None
+) -> ValueComparison:
     """Compare the first ``rows`` rows (default: all) of two tensors of one width, chunk by chunk:
-    bytes first, then values across dtypes."""
+    bytes first, then values across dtypes. ``progress(done, total)`` is told the rows done after each chunk."""
     rows = a.rows if rows is None else rows
     row_bytes = max(a.nbytes // max(a.rows, 1), b.nbytes // max(b.rows, 1))
     chunk = max(1, chunk_bytes(ckpt) // max(row_bytes, 1))
@@ -55,16 +58,18 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
     done = 0
     bounds = [(start, min(start + chunk, rows)) for start in range(0, rows, chunk)]
     for (start, stop), (same, finite) in zip(bounds, _byte_verdicts(ckpt, a, b, bounds, full), strict=False):
-        if same and stats is None:
+        if same and (stats is None or finite):
+            if stats is not None:
+                stats.add_identical(stop - start)
             done = stop
-            continue
-        if same and stats is not None and finite:
-            stats.add_identical(stop - start)
-            done = stop
+            if progress is not None:
+                progress(done, rows)
             continue
         x, y = _values(ckpt, a, start, stop, wide), _values(ckpt, b, start, stop, wide)  # (C, d) each
         equal_rows = same or bool(np.array_equal(x, y))
         done = stop
+        if progress is not None:
+            progress(done, rows)
         if stats is not None:
             stats.add(x, y)
         if not equal_rows:
@@ -76,7 +81,9 @@ def compare_values(ckpt: Checkpoint, a: TensorInfo, b: TensorInfo, full: bool = 
     return ValueComparison(identical, done, rows, True, *stats.result())
 
 
-def compare_transposed(ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full: bool = False) -> ValueComparison:
+def compare_transposed(
+    ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full: bool = False, progress: Progress | None = None
+) -> ValueComparison:
     """``emb`` (V, d) against ``head`` stored (d, V): embedding rows against head columns."""
     rows = emb.rows
     chunk = max(1, chunk_bytes(ckpt) // max(4 * head.rows, 1))
@@ -88,6 +95,8 @@ def compare_transposed(ckpt: Checkpoint, emb: TensorInfo, head: TensorInfo, full
         x = ckpt.read_rows(emb.name, start, stop)  # (C, d)
         y = cols.T
         done = stop
+        if progress is not None:
+            progress(done, rows)
         if stats is not None:
             stats.add(x, y)
         if not np.array_equal(x, y):

@@ -60,7 +60,7 @@ def open_remote(target: HubTarget) -> Checkpoint:
         raise CheckpointError(
             target.shown,
             f"no safetensors weights in the repo{has}; hf:// reads safetensors files only",
-            hint=f"download the weights (huggingface-cli download {target.repo_id}) and run lmhead on {target.repo_id}",
+            hint=f"download the weights (hf download {target.repo_id}) and run lmhead on {target.repo_id}",
         )
     ckpt.remote = files
     return ckpt

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..core.errors import CheckpointError
 from ..core.files import access_error
 from ..formats.base import Reader
-from .assemble import INDEX_SUFFIX, assemble, choose_weights, listed, open_index
+from .assemble import INDEX_SUFFIX, assemble, choose_weights, listed, open_index, read_json
 from .cache import cached_repo_id, snapshot_blobs
 from .checkpoint import Checkpoint
 
@@ -33,7 +33,9 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
         from .cache import looks_like_repo_id, resolve_cached
 
         if looks_like_repo_id(str(path)):
-            return open_local(resolve_cached(str(path), revision), None)
+            ckpt = open_local(resolve_cached(str(path), revision), None)
+            ckpt.name = str(path) + (f"@{revision}" if revision else "")  # the repo id, not the snapshot folder it resolved to
+            return ckpt
         raise CheckpointError(path, "no such file or directory") from None
     except OSError as exc:  # a folder on the way without search permission, a link loop, a name too long
         raise access_error(path, exc, CheckpointError) from None
@@ -45,6 +47,12 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
         return open_index(path, path.parent, locate=_shards_of(path.parent, path), opener=_reader)
     kind = _sniff(path)
     if kind in ("safetensors", "pytorch"):
+        index = _index_listing(path)
+        if index is not None:  # one shard of several: the whole checkpoint, said so
+            ckpt = open_index(index, path.parent, shown=path, locate=_shards_of(path.parent, index), opener=_reader)
+            shards = len(ckpt.readers)
+            ckpt.notes.append(f"{path.name} is one of the {shards} shards {index.name} lists: read as the whole checkpoint")
+            return ckpt
         return assemble(path, [path], path.parent, opener=_reader)
     if kind == "gguf":
         return _open_gguf(path)
@@ -53,6 +61,27 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
         f"not a checkpoint lmhead can read ({kind})",
         hint="give a model directory, a .safetensors file, a .gguf file or a *.safetensors.index.json",
     )
+
+
+def _index_listing(file: Path) -> Path | None:
+    """The shard index beside ``file`` that lists it as one of several shards, if any.
+
+    A shard alone is not the model (its counts, its "missing" head): the index says what the
+    rest is. An index that cannot be read, or lists ``file`` alone, is not followed."""
+    suffix = INDEX_SUFFIX if file.suffix == ".safetensors" else ".bin.index.json"
+    try:
+        candidates = sorted(p for p in file.parent.iterdir() if p.name.endswith(suffix) and p.is_file())
+    except OSError:
+        return None
+    for index in candidates:
+        try:
+            weight_map = read_json(index, "index").get("weight_map")
+        except (CheckpointError, AttributeError):
+            continue
+        shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+        if file.name in shards and len(shards) > 1 and all(isinstance(s, str) for s in shards):
+            return index
+    return None
 
 
 def _sniff(path: Path) -> str:
@@ -102,7 +131,7 @@ def _open_directory(directory: Path) -> Checkpoint:
     repo_id = cached_repo_id(directory)
     hint = "point lmhead at the folder that holds the model's weight files"
     if repo_id is not None:
-        hint = f"this cached snapshot holds no weight files; fetch them with: huggingface-cli download {repo_id} --include '*.safetensors'"
+        hint = f"this cached snapshot holds no weight files; fetch them with: hf download {repo_id} --include '*.safetensors'"
     raise CheckpointError(directory, "no weights found (no model.safetensors, *.safetensors, index or .gguf file)", hint=hint)
 
 
@@ -145,7 +174,7 @@ def _missing_hint(directory: Path, names: list[str]) -> str | None:
     repo_id = cached_repo_id(directory)
     if repo_id is None:
         return None
-    return f"the cached snapshot is partial; fetch the file with: huggingface-cli download {repo_id} {' '.join(names)}"
+    return f"the cached snapshot is partial; fetch the file with: hf download {repo_id} {' '.join(names)}"
 
 
 def _reader(file: Path) -> Reader:

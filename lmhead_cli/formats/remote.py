@@ -173,7 +173,7 @@ def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> 
     )
 
     authenticated = get_token() is not None
-    login = "run `huggingface-cli login` (or `hf auth login`), or set HF_TOKEN to an access token"
+    login = "run `hf auth login`, or set HF_TOKEN to an access token"
     if isinstance(exc, GatedRepoError):
         reason = f"{repo_id} is a gated repo: " + (
             "the token in use has not been granted access" if authenticated else "reading its files needs an authenticated account"

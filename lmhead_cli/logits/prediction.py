@@ -44,6 +44,7 @@ class Predictions:
     coords: list[dict[str, int]]  # one per state, in order; positions are the file's own indices
     topk: TopK
     norm_applied: bool
+    warnings: tuple[str, ...] = ()  # what the states look like that is not what they were said to be
 
     def summaries(self) -> list[Summary]:
         t = self.topk.scored_targets
@@ -157,9 +158,14 @@ def predict(
     if targets is not None:
         flat_targets = np.broadcast_to(targets[positions], leading).reshape(-1)  # same targets for every layer / batch row
     coords = [{a: (positions[i] if a == "position" else i) for a, i in zip(axes, idx, strict=True)} for idx in np.ndindex(*leading)]
+    warnings = [*_stack_warnings(ckpt, values, axes)]
+    if anatomy.final_norm is not None and not norm:
+        warnings += _normed_warnings(ckpt, anatomy, flat, "--no-norm")
     if norm and last_normed and axes[0] == "layer":
         # transformers' output_hidden_states: the final entry is after the final norm already.
         per_layer = flat.reshape(values.shape[0], -1, flat.shape[-1])  # (L, rest, d)
+        if anatomy.final_norm is not None:
+            warnings += _normed_warnings(ckpt, anatomy, per_layer[-1], "--last-normed")
         per_layer[:-1] = normalise(ckpt, anatomy, per_layer[:-1].reshape(-1, flat.shape[-1])).reshape(per_layer[:-1].shape)
         flat, norm = per_layer.reshape(flat.shape), False
     with np.errstate(over="ignore", invalid="ignore"):  # finite states whose logits overflow float32: checked below
@@ -167,7 +173,60 @@ def predict(
             ckpt, anatomy, flat, k, norm=norm, targets=flat_targets, vocab_limit=vocab_limit, chunk_rows=chunk_rows, progress=progress
         )
     _check_finite_logits(hidden.path, result, coords)
-    return Predictions(axes=axes, coords=coords, topk=result, norm_applied=normed)
+    return Predictions(axes=axes, coords=coords, topk=result, norm_applied=normed, warnings=tuple(warnings))
+
+
+NORMED_RMS_FACTOR = 3.0  # normalised states are within 0.76-1.01 of their own re-normalised RMS (every family fixture)
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+
+
+def _normed_warnings(ckpt: Checkpoint, anatomy: HeadAnatomy, given: np.ndarray, flag: str) -> list[str]:
+    """States said to be normalised (``flag``) whose RMS is far from what the final norm makes of them:
+    raw pre-norm states, most likely (a residual stream's RMS grows far past the norm's output)."""
+    rms = _median_rms(given)  # given: (N, d)
+    normed = _median_rms(normalise(ckpt, anatomy, given))
+    if normed == 0 or 1 / NORMED_RMS_FACTOR <= rms / normed <= NORMED_RMS_FACTOR:
+        return []
+    return [
+        f"states given as already normalised ({flag}) have RMS {rms:.3g}, but the final norm's output from them "
+        f"has RMS {normed:.3g}: they look like raw states before the norm (then leave out {flag})"
+    ]
+
+
+def _median_rms(x: np.ndarray) -> float:
+    x = x.astype(np.float64)  # (N, d)
+    return float(np.median(np.sqrt(np.einsum("nd,nd->n", x, x) / x.shape[-1])))
+
+
+def _stack_warnings(ckpt: Checkpoint, values: np.ndarray, axes: tuple[str, ...]) -> list[str]:
+    """A (B, T, d) file read as a batch whose B is the model's layer count + 1: what
+    output_hidden_states stacks (the embeddings, then every layer), so most likely a layer stack."""
+    if axes[:1] != ("batch",) or values.ndim != 3:
+        return []
+    layers = _layer_count(ckpt)
+    if layers is None or values.shape[0] != layers + 1:
+        return []
+    return [
+        f"{values.shape[0]} sequences read as a batch, and the model has {layers} layers: "
+        f"{layers} + 1 is what output_hidden_states stacks; for a logit lens of every layer add --layers"
+    ]
+
+
+def _layer_count(ckpt: Checkpoint) -> int | None:
+    """The config's number of layers (a wrapper's text_config's), or a GGUF's block_count."""
+    if ckpt.metadata:
+        arch = ckpt.metadata.get("general.architecture")
+        count = ckpt.metadata.get(f"{arch}.block_count")
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
+    config = ckpt.config or {}
+    for settings in (config, config.get("text_config"), config.get("llm_config")):
+        if not isinstance(settings, dict):
+            continue
+        for key in LAYER_KEYS:
+            count = settings.get(key)
+            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+                return count
+    return None
 
 
 def _check_finite_logits(path: Path, result: TopK, coords: list[dict[str, int]]) -> None:

@@ -217,7 +217,9 @@ BUFFER_PATTERNS = (
     r"\.attention\.masked_bias$",
     r"rotary_emb\.inv_freq$",
     r"\.position_ids$",
-    r"\.e_score_correction_bias$",  # DeepSeek-V3 router bias
+    r"(^|\.)e_score_correction_bias$",  # DeepSeek-V3-style router bias (load balancing, not trained): a buffer
+    r"(^|[._])expert_bias$",  # the same role under other names (LFM2-MoE, Kolibri, ...): registered as buffers
+    r"(^|[._])router_bias$",
     r"^rope_(freqs|factors_long|factors_short)\.weight$",  # GGUF: RoPE frequencies precomputed from the config
 )
 

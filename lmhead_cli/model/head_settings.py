@@ -7,6 +7,7 @@ does with them. An unusable value (NaN, infinite, negative) is bad input, or one
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -194,17 +195,17 @@ def _eps(
 ) -> tuple[float, str]:
     """The norm's epsilon from the first key present; an unusable value is recorded in ``bad`` (or raised) and skipped."""
     for key in keys:
-        value = _number(config.get(key))
-        if value is None:
+        if config.get(key) is None:  # absent (or null): the next key, or the default
             continue
-        why = _bad_eps(value)
-        if why is None:
+        value = _number(config[key])
+        why = "not a number" if value is None else _bad_eps(value)
+        if value is not None and why is None:
             return value, f"{where} {key}={config[key]}"
         problem = f"{where} {key}={_shown(config[key])} is not a valid epsilon ({why})"
         if bad is None:
             raise AnatomyError(None, problem)
-        bad.append(problem)
-        break
+        bad.append(problem)  # doctor: a problem; the default stands in, and the source says so
+        return default, f"{where} {key}={_shown(config[key])} is unusable; {default:g} in its place"
     if family:
         reason = f"{keys[0]} absent" if keys else "fixed in code"
         return default, f"{family} default {default} ({reason})"
@@ -213,7 +214,7 @@ def _eps(
 
 def _shown(value: Any) -> str:
     """A config number as the user wrote it, without printing all 400 digits of 10**400."""
-    text = str(value)
+    text = json.dumps(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 24 else f"{text[:8]}…({len(text)} digits)"
 
 
@@ -235,6 +236,12 @@ def logit_transforms(
     for t in conv.transforms:
         raw = (config or {}).get(t.key, t.default)
         value = _number(raw)
+        if value is None and raw is not None:  # a string, a list: transformers would fail on it
+            problem = f"{where} {t.key}={_shown(raw)} is not a valid {t.kind.noun} (not a number)"
+            if bad is None:
+                raise AnatomyError(None, problem)
+            bad.append(problem)
+            continue
         if value is None:
             continue
         if t.kind != TransformKind.SOFTCAP and value == 1.0:

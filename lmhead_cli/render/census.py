@@ -25,7 +25,7 @@ LABELS = {
 
 def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, Any]:
     return {
-        "checkpoint": str(ckpt.path),
+        "checkpoint": ckpt.shown,
         "format": ckpt.format,
         "files": [str(p) for p in ckpt.files],
         "architecture": anatomy.architecture,
@@ -81,6 +81,7 @@ def census_json(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> dict[str, 
         "padded_rows": c.padded_rows,
         "quantization": _quantization_json(c),
         "notes": list(ckpt.notes) + [p.message for p in anatomy.problems],
+        **({"warnings": list(c.warnings)} if c.warnings else {}),
     }
 
 
@@ -114,7 +115,7 @@ def census_view(ckpt: Checkpoint, anatomy: HeadAnatomy, c: Census) -> RichGroup:
     from rich.table import Table  # here, not at the top: ``count --json`` draws no table
 
     title = Text(
-        f"{ckpt.path}  ({_architecture(anatomy)}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold"
+        f"{ckpt.shown}  ({_architecture(anatomy)}, {ckpt.format}, {len(ckpt.files)} file{'s' * (len(ckpt.files) > 1)})", style="bold"
     )
     table = Table()
     table.add_column("group")

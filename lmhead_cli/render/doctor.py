@@ -19,7 +19,7 @@ from .tying import tying_dict
 
 def doctor_json(ckpt: Checkpoint, r: DoctorReport) -> dict[str, Any]:
     return {
-        "checkpoint": str(ckpt.path),
+        "checkpoint": ckpt.shown,
         "healthy": r.healthy,
         "problems": [p.message for p in r.problems],
         "problem_kinds": [p.kind.value for p in r.problems],
@@ -61,7 +61,7 @@ def doctor_view(ckpt: Checkpoint, r: DoctorReport) -> Group:
     return Group(
         Panel(
             body,
-            title=Text(f"doctor {ckpt.path}"),
+            title=Text(f"doctor {ckpt.shown}"),
             title_align="left",
             border_style=("yellow" if r.warnings else "green") if r.healthy else "red",
             expand=False,

@@ -52,6 +52,14 @@ def _token(vocab: Vocabulary | None, token_id: int) -> str:
     return vocab.token(token_id) if vocab else f"#{token_id}"
 
 
+def k_warnings(asked: int, used: int, masked_rows: int) -> list[str]:
+    """``-k`` past the rows the softmax ranges over: every row is shown, and the output says how many."""
+    if used >= asked:
+        return []
+    what = f"the {used:,} head rows within the tokenizer's vocabulary" if masked_rows else f"the head's {used:,} rows"
+    return [f"-k {asked:,} is more than {what}: {used:,} predictions per position"]
+
+
 def topk_json(p: Predictions, vocab: Vocabulary | None, meta: dict[str, Any]) -> dict[str, Any]:
     t = p.topk
     scored = t.scored_targets

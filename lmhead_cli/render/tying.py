@@ -24,7 +24,7 @@ def tying_dict(report: TyingReport) -> dict[str, Any]:
 
 def tying_json(ckpt: Checkpoint, report: TyingReport, expect: str | None) -> dict[str, Any]:
     data = tying_dict(report)
-    data["checkpoint"] = str(ckpt.path)
+    data["checkpoint"] = ckpt.shown
     if expect is not None:
         data["expected"] = expect
         data["matches_expectation"] = report.tied == (expect == "tied")
@@ -42,7 +42,7 @@ def tying_view(ckpt: Checkpoint, report: TyingReport, expect: str | None) -> Pan
         lines.append(Text(f"expected {expect}, found {'tied' if report.tied else 'untied'}", style="bold red"))
     return Panel(
         Group(*lines, Text(""), _evidence(report)),
-        title=Text(f"check-tying {ckpt.path}"),
+        title=Text(f"check-tying {ckpt.shown}"),
         title_align="left",
         border_style=style,
         expand=False,

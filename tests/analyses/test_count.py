@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from builders import llama_config, llama_tensors, write_checkpoint
-from conftest import run, run_json
+from conftest import SAMPLES, run, run_json
 
 V, D = 64, 16
 
@@ -48,6 +48,31 @@ def test_sharded_directory_index_path_and_bare_shard_folder_agree(tmp_path):
     bare = run_json("count", folder)  # a directory holding only safetensors files
     assert bare["total_params"] == expected_total(t)
     assert bare["architecture"] is None
+
+
+@pytest.mark.parametrize("command", ["count", "check-tying", "doctor"])
+def test_one_shard_named_alone_is_read_as_the_whole_checkpoint_with_a_note(tmp_path, command):
+    t = llama_tensors()
+    names = sorted(t)
+    shards = [
+        [n for n in names if "embed" in n or "layers.0." in n],
+        [n for n in names if n not in ("model.embed_tokens.weight",) and "layers.0." not in n],
+    ]
+    folder = write_checkpoint(tmp_path / "m", t, llama_config(), shards=shards)
+    first = next(folder.glob("*-00001-of-00002.safetensors"))
+    data = run_json(command, first, exit_code=0)
+    assert any(f"{first.name} is one of the 2 shards model.safetensors.index.json lists" in n for n in data["notes"]), data["notes"]
+    if command == "count":
+        assert data["total_params"] == expected_total(t) and len(data["files"]) == 2
+        assert next(g for g in data["groups"] if g["name"] == "blocks")["layers"] == 2
+    else:  # the head is in the other shard: never "no head is stored"
+        assert data["problems"] == [] and data["checkpoint"] == str(first)
+
+
+def test_one_shard_of_the_sample_counts_as_the_model(tmp_path):
+    shard = SAMPLES / "qwen2-sharded" / "model-00001-of-00002.safetensors"
+    data = run_json("count", shard)
+    assert data["total_params"] == 131_904  # the whole sample, as sample_weights/README.md gives it
 
 
 def test_bare_file_without_config_is_tied_when_no_head_is_stored(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from builders import llama_config, llama_tensors, write_checkpoint
-from conftest import ROOT, run, run_json, without_paths
+from conftest import ROOT, approx_json, run, run_json, without_paths
 
 SHARDED = ROOT / "sample_weights" / "qwen2-sharded"
 SINGLE = ROOT / "sample_weights" / "llama-bf16"
@@ -53,7 +53,8 @@ def test_repo_id_resolves_in_the_cache(tiny, fake_hub, hf_home, offline):
     offline()
     data = run_json("count", "org/tiny")
     assert data["tied"] is False and data["architecture"] == "llama"
-    assert str(hf_home / "hub" / "models--org--tiny" / "snapshots" / tiny.commits["main"]) == data["checkpoint"]
+    assert data["checkpoint"] == "org/tiny"  # as named; the files lie in the snapshot
+    assert data["files"][0].startswith(str(hf_home / "hub" / "models--org--tiny" / "snapshots" / tiny.commits["main"]))
 
 
 def test_revision_picks_a_ref_or_a_commit(tiny, fake_hub, offline):
@@ -63,6 +64,17 @@ def test_revision_picks_a_ref_or_a_commit(tiny, fake_hub, offline):
     assert run_json("count", "org/tiny")["tied"] is False
     assert run_json("count", "org/tiny", "--revision", "v1")["tied"] is True
     assert run_json("check-tying", "org/tiny", "--revision", tiny.commits["v1"])["tied"] is True
+
+
+def test_a_cached_repo_is_shown_by_its_repo_id_and_revision(tiny, fake_hub, offline):
+    download(fake_hub, "org/tiny")
+    download(fake_hub, "org/tiny", revision="v1")
+    offline()
+    assert run("count", "org/tiny").stdout.splitlines()[0].startswith("org/tiny  (")  # never the snapshot folder
+    assert run("check-tying", "org/tiny", "--revision", "v1", ok=False).stdout.splitlines()[0] == "check-tying org/tiny@v1"
+    assert "doctor org/tiny" in run("doctor", "org/tiny", ok=False).stdout
+    data = run_json("count", "org/tiny", "--revision", "v1")
+    assert data["checkpoint"] == "org/tiny@v1" and all("snapshots" in f for f in data["files"])  # the files: where they are
 
 
 def test_hf_hub_cache_is_honoured(tiny, fake_hub, hf_home, tmp_path, monkeypatch, offline):
@@ -81,6 +93,7 @@ def test_a_repo_not_in_the_cache_says_so(hf_home, offline):
     assert result.exit_code == 2
     assert "error: org/absent: not a local path, and not in the local Hugging Face cache" in result.stderr
     assert "hf://org/absent" in result.stderr  # the hint names the opt-in
+    assert "(hf download org/absent)" in result.stderr  # huggingface_hub 1.x's command; huggingface-cli is gone
     assert "Traceback" not in result.output
 
 
@@ -100,13 +113,13 @@ def _compare_every_command(repo_id: str, source: Path, snapshot: Path, tmp_path:
         for command in (["count"], ["check-tying"], ["doctor"], ["doctor", "--full"], ["check-tying", "--full"]):
             local = run_json(*command, source)
             cached = run_json(*command, ckpt)
-            assert without_paths(cached) == without_paths(local), command
+            assert without_paths(cached) == approx_json(without_paths(local)), command
         hidden = tmp_path / "hidden.npy"
         hidden.write_bytes((source / "hidden.npy").read_bytes())
         text = (source / "text.txt").read_text()
         local = run_json("topk", source, hidden, "-k", "3", "--text", text)
         cached = run_json("topk", ckpt, hidden, "-k", "3", "--text", text)
-        assert without_paths(cached) == without_paths(local)
+        assert without_paths(cached) == approx_json(without_paths(local))
         assert cached["summary"] and cached["positions"][0]["top"][0]["token"]  # the cached tokenizer was used
 
 
@@ -143,7 +156,7 @@ def test_a_missing_shard_is_named(fake_hub, hf_home, offline):
         result = run(command, "samples/model", ok=False)
         assert result.exit_code == 2
         assert "names shard 'model-00002-of-00002.safetensors', which is missing" in result.stderr
-        assert "huggingface-cli download samples/model model-00002-of-00002.safetensors" in result.stderr
+        assert "hf download samples/model model-00002-of-00002.safetensors" in result.stderr
 
 
 def test_a_snapshot_without_weights_says_how_to_fetch_them(fake_hub, hf_home, offline):
@@ -152,7 +165,7 @@ def test_a_snapshot_without_weights_says_how_to_fetch_them(fake_hub, hf_home, of
     offline()
     result = run("count", "samples/model", ok=False)
     assert result.exit_code == 2 and "no weights found" in result.stderr
-    assert "huggingface-cli download samples/model --include '*.safetensors'" in result.stderr
+    assert "hf download samples/model --include '*.safetensors'" in result.stderr
 
 
 def test_only_what_the_command_needs(fake_hub, hf_home, tmp_path, offline):

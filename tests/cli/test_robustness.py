@@ -209,6 +209,13 @@ BAD_VALUES = {
     "eps 1e400": ('"rms_norm_eps": 1e400', "llama", r"config rms_norm_eps=inf is not a valid epsilon \(must be finite\)"),
     "eps 10**400": ('"rms_norm_eps": 1' + "0" * 400, "llama", r"config rms_norm_eps=10000000…\(401 digits\) is not a valid epsilon"),
     "eps negative": ({"rms_norm_eps": -1e-6}, "llama", r"config rms_norm_eps=-1e-06 is not a valid epsilon \(must be ≥ 0\)"),
+    "eps a string": ({"rms_norm_eps": "1e-6"}, "llama", r'config rms_norm_eps="1e-6" is not a valid epsilon \(not a number\)'),
+    "eps a list": ({"rms_norm_eps": [1e-6]}, "llama", r"config rms_norm_eps=\[1e-06\] is not a valid epsilon \(not a number\)"),
+    "softcap a string": (
+        {"final_logit_softcapping": "30"},
+        "gemma2",
+        r'final_logit_softcapping="30" is not a valid softcap \(not a number',
+    ),
     "softcap NaN": ({"final_logit_softcapping": float("nan")}, "gemma2", r"config final_logit_softcapping=nan is not a valid softcap"),
     "softcap inf": ('"final_logit_softcapping": 1e400', "gemma2", r"final_logit_softcapping=inf is not a valid softcap \(must be finite\)"),
     "softcap negative": ({"final_logit_softcapping": -30.0}, "gemma2", r"softcap \(must be positive\)"),
@@ -246,6 +253,21 @@ def test_values_the_math_cannot_use_are_bad_input(tmp_path, case):
     assert any(re.search(match, p) for p in report["problems"]), report["problems"]
     text = invoke("doctor", folder)
     assert text.exit_code == 1 and "healthy" not in text.stdout.splitlines()[1], text.stdout
+    assert_input_error(invoke("count", folder), config, match)
+
+
+@pytest.mark.parametrize("case", ["eps 10**400", "eps a string"])
+def test_doctor_prints_the_unusable_epsilon_as_the_file_has_it(tmp_path, case):
+    change, model_type, _ = BAD_VALUES[case]
+    folder = checkpoint_dir(tmp_path / "m", _weights(), _config_with(model_type, change))
+    line = next(x for x in invoke("doctor", folder).stdout.splitlines() if x.startswith("final norm"))
+    shown = "10000000…(401 digits)" if "400" in case else '"1e-6"'
+    assert f"(config rms_norm_eps={shown} is unusable; 1e-06 in its place)" in line, line  # never "absent", never a made-up value
+
+
+def test_a_config_number_too_long_for_python_is_bad_input(tmp_path):
+    folder = checkpoint_dir(tmp_path / "m", _weights(), _config_with("llama", '"rms_norm_eps": 1' + "0" * 5000))
+    assert_input_error(invoke("count", folder), folder / "config.json", r"config holds a number lmhead cannot read")
 
 
 def _weights() -> bytes:
@@ -627,3 +649,25 @@ def test_finite_states_whose_logits_overflow_are_bad_input(tmp_path, extra):
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(f"error: {path}: logits are not finite in float32 at "), proc.stderr
     assert all(line.startswith("hint: ") for line in lines[1:]), proc.stderr
+
+
+# ---------------------------------------------------------------- interrupted
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("command", ["count", "topk"])
+def test_ctrl_c_exits_130_printing_nothing_partial(monkeypatch, command):
+    import lmhead_cli.cli
+    import lmhead_cli.logits.request
+
+    monkeypatch.setattr(lmhead_cli.cli, "census", _interrupt)
+    monkeypatch.setattr(lmhead_cli.logits.request, "predict", _interrupt)
+    sample = ROOT / "sample_weights" / "gpt2-tied"
+    args = ["count", sample] if command == "count" else ["topk", sample, sample / "hidden.npy"]
+    for extra in ([], ["--json"]):
+        result = invoke(*args, *extra)
+        assert result.exit_code == 130, result.output  # 128 + SIGINT, as a shell reports it; not 1 ("problems found")
+        assert result.stdout == "" and "Traceback" not in result.stderr

@@ -112,6 +112,16 @@ def test_progress_bar_on_the_lens_grid() -> None:
     assert "logit lens" in run.text
 
 
+def test_progress_bar_on_check_tying_full() -> None:
+    """check-tying --full reads both matrices whole: on a large head it shows topk's bar, comparing."""
+    run = run_in_terminal(*COMMANDS["check-tying"], env=PROGRESS)
+    assert run.returncode == 0 and "comparing" in run.stderr and "100%" in run.stderr, run.stderr
+    assert run.stderr.rstrip().endswith("\x1b[2K")  # transient, as topk's
+    quiet = run_in_terminal(*COMMANDS["check-tying"])
+    assert quiet.stderr == "" and quiet.text == run.text  # a tiny head needs no bar
+    assert run_in_terminal(*COMMANDS["check-tying"], "--json", env=PROGRESS).stderr == ""
+
+
 def test_json_at_a_terminal_is_strict_and_plain() -> None:
     run = run_in_terminal(*COMMANDS["topk"], "--json", env=PROGRESS)
     assert run.returncode == 0 and run.stderr == ""  # no bar with --json

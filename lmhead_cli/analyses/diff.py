@@ -47,6 +47,7 @@ AT_INIT = 1e-3  # a new row within this many S of a pattern is at it: transforme
 NEAR_INIT = 0.1  # within this many S (and not at it): initialised that way, then moved
 SAME_STATISTICS = (0.5, 2.0)  # new rows' spread about the base mean, over the base rows' own: "like the base rows"
 PLAIN_FLOATS = {"F64": 2**-52, "F32": 2**-23, "F16": 2**-10, "BF16": 2**-7}  # dtype -> its machine epsilon
+SMALLEST_HALF_STEP = {"F32": 2.0**-150, "F16": 2.0**-25, "BF16": 2.0**-134}  # half the subnormal spacing: rounding's floor
 
 
 class InitPattern(Enum):
@@ -148,6 +149,7 @@ class MatrixDiff:
     changed_summary: Summary | None
     most_changed: tuple[RowChange, ...]
     quantization_pair: bool  # one side quantized, the other dense: Δ is the quantization error
+    rounding_of: str | None = None  # OTHER is a narrower float and every value is BASE's rounded to it (a cast, nothing else)
     added: NewRows | None = None
     removed_rows: int = 0
     unset_rows: int = 0  # rows of tokens OTHER's tokenizer added within BASE's rows (its padding) that still hold BASE's values
@@ -217,6 +219,25 @@ def _dtype(ckpt: Checkpoint, name: str) -> tuple[str, bool]:
     return dtype, dtype not in PLAIN_FLOATS
 
 
+def precision(ckpt: Checkpoint, name: str) -> float:
+    """How finely the stored values can resolve a number, relative to it: a float's machine epsilon, or for a
+    quantized type 2^-(bits-1) (Q8_0: 2^-7, 4-bit: 2^-3), a stored-rounding scale for "still at the init"."""
+    info = ckpt.tensors[name]
+    quantized = ckpt.quantized.get(name)
+    if quantized is None and info.dtype in PLAIN_FLOATS:
+        return PLAIN_FLOATS[info.dtype]
+    bits = quantized.bits if quantized is not None else int(info.bits_per_param)
+    return float(2.0 ** -(max(bits, 2) - 1))
+
+
+def _narrower(a: Checkpoint, name_a: str, b: Checkpoint, name_b: str) -> str | None:
+    """OTHER's float dtype when it is narrower than BASE's (both plain floats): a cast would round to it."""
+    da, db = a.tensors[name_a].dtype, b.tensors[name_b].dtype
+    if name_a in a.quantized or name_b in b.quantized or da not in PLAIN_FLOATS or db not in SMALLEST_HALF_STEP:
+        return None
+    return db if PLAIN_FLOATS[db] > PLAIN_FLOATS[da] else None
+
+
 def _config_vocab(ckpt: Checkpoint, anatomy: HeadAnatomy) -> int | None:
     settings = ckpt.metadata if ckpt.format.value == "gguf" else (ckpt.config or {})
     key = f"{anatomy.architecture}.vocab_size" if ckpt.format.value == "gguf" else "vocab_size"
@@ -279,9 +300,9 @@ class _BaseStats:
         self.rows = 0
         self.hashes: dict[bytes, int] | None = {} if hashes else None
 
-    def add(self, start: int, x: np.ndarray) -> None:  # (C, d)
+    def add(self, start: int, x: np.ndarray, squares: float | None = None) -> None:  # (C, d); squares: Σ‖row‖², if known
         self.total += x.sum(axis=0, dtype=np.float64)
-        self.squares += float(np.einsum("cd,cd->", x, x, dtype=np.float64))
+        self.squares += float(np.einsum("cd,cd->", x, x, dtype=np.float64)) if squares is None else squares
         self.rows += len(x)
         if self.hashes is not None:
             for i, row in enumerate(x):
@@ -313,7 +334,11 @@ def compare_matrix(
     info_a, info_b = a.info(name_a), b.info(name_b)
     width = info_a.numel // max(info_a.rows, 1)
     shared = min(info_a.rows, info_b.rows)
-    base = _BaseStats(width, hashes=info_b.rows > info_a.rows)
+    grows = info_b.rows > info_a.rows
+    cast = _narrower(a, name_a, b, name_b)
+    rounded = cast is not None  # every value so far within the cast's rounding
+    unit = PLAIN_FLOATS[cast] / 2 if cast else 0.0
+    base = _BaseStats(width, hashes=grows)  # needed only to classify new rows
     rel = np.empty(shared, dtype=np.float64)  # per-row ‖Δ‖/‖w‖: a few numbers per row, never V × d
     delta = np.empty(shared, dtype=np.float64)
     same = np.empty(shared, dtype=bool)
@@ -321,22 +346,22 @@ def compare_matrix(
     max_abs = 0.0
     for start, x, y in _chunks(a, name_a, b, name_b, shared, width):
         stop = start + len(x)
-        base.add(start, x)
         d = x.astype(np.float64) - y  # (C, d)
         row_d = np.einsum("cd,cd->c", d, d)  # (C,)
         row_w = np.einsum("cd,cd->c", x, x, dtype=np.float64)
+        if grows:
+            base.add(start, x, float(row_w.sum()))
+        if rounded and cast is not None:  # round-to-nearest: |x - y| ≤ u·|x| (+ half a subnormal step)
+            rounded = bool((np.abs(d) <= unit * np.abs(x) + SMALLEST_HALF_STEP[cast]).all())
         same[start:stop] = (x == y).all(axis=1)
         delta[start:stop] = np.sqrt(row_d)
         rel[start:stop] = np.where(row_w > 0, np.sqrt(row_d / np.where(row_w > 0, row_w, 1.0)), np.where(row_d > 0, np.inf, 0.0))
         diff_sq += float(row_d.sum())
         norm_sq += float(row_w.sum())
         max_abs = max(max_abs, float(np.abs(d).max()) if d.size else 0.0)
-    for start in range(shared, info_a.rows, max(1, CHUNK_BYTES // (4 * width))):  # removed rows still count in the base statistics
-        stop = min(start + max(1, CHUNK_BYTES // (4 * width)), info_a.rows)
-        base.add(start, a.read_rows(name_a, start, stop).reshape(stop - start, width))
     changed = ~same
     unset = int(same[watched[0] : min(watched[1], shared)].sum()) if watched else 0
-    added = _new_rows(b, name_b, info_a.rows, info_b.rows, width, base, info_b.dtype) if info_b.rows > info_a.rows else None
+    added = _new_rows(b, name_b, info_a.rows, info_b.rows, width, base, precision(b, name_b)) if grows else None
     return MatrixDiff(
         role=role,
         base=name_a,
@@ -351,6 +376,7 @@ def compare_matrix(
         changed_summary=_summary(rel[changed]) if changed.any() else None,
         most_changed=_most_changed(rel, delta, changed, vocab),
         quantization_pair=quantization_pair,
+        rounding_of=cast if rounded and shared and not same.all() else None,
         added=added,
         removed_rows=max(info_a.rows - info_b.rows, 0),
         unset_rows=unset,
@@ -374,11 +400,10 @@ def _most_changed(rel: np.ndarray, delta: np.ndarray, changed: np.ndarray, vocab
     )
 
 
-def _new_rows(b: Checkpoint, name: str, start: int, stop: int, width: int, base: _BaseStats, dtype: str) -> NewRows:
+def _new_rows(b: Checkpoint, name: str, start: int, stop: int, width: int, base: _BaseStats, eps: float) -> NewRows:
     """Classify OTHER's rows ``start:stop`` (a few thousand at most in practice; streamed regardless)."""
     mean = base.mean  # (d,)
     spread = base.spread or 1.0
-    eps = PLAIN_FLOATS.get(dtype, 2**-7)
     first: np.ndarray | None = None
     zero = ident = to_mean = 0.0  # largest distance of a new row from each pattern, in S
     rounding = eps * float(np.linalg.norm(mean)) / spread  # the mean rounded to OTHER's dtype lies this far off it

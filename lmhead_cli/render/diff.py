@@ -43,13 +43,15 @@ def _new_rows_phrase(n: NewRows, role: str) -> str:
         return f"{what} random ({like}: spread {n.spread_ratio:.3g}× theirs)"
     words = PATTERN_WORDS[n.pattern]
     if n.moved:
-        return f"{what} initialised to {words}, then trained ({n.offset:.3g} S away)"
+        return f"{what} initialised to {words}, then trained (now {n.offset:.3g}× the old rows' spread from it)"
     return f"{what} initialised to {words}, never trained"
 
 
 def _matrix_phrase(m: MatrixDiff) -> str:
     if m.quantization_pair:
         return f"{m.role} differs by quantization: relative error {_num(m.relative_change)}"
+    if m.rounding_of is not None:
+        return f"{m.role} cast to {m.rounding_of}: every value is the base's rounded (‖Δ‖/‖W‖ = {_num(m.relative_change)})"
     if m.changed_rows == 0:
         return f"{m.role} unchanged" + (" in its shared rows" if m.base_rows != m.other_rows else "")
     return f"{m.role} changed: {m.changed_rows:,} of {m.shared_rows:,} rows, ‖Δ‖/‖W‖ = {_num(m.relative_change)}"
@@ -162,17 +164,19 @@ def _values(m: MatrixDiff) -> Table:
             "per changed row", f"min {s.minimum:.3g}  median {s.median:.3g}  p90 {s.p90:.3g}  p99 {s.p99:.3g}  max {s.maximum:.3g}"
         )
     if m.most_changed:
-        shown = "  ".join(
-            f"{c.row}{' ' + visible(c.token) if c.token is not None else ''} ({_num(c.relative)})" for c in m.most_changed[:5]
-        )
+        shown = ", ".join(f"{c.row}{_quoted(c.token)} {_num(c.relative)}" for c in m.most_changed[:5])
         table.add_row("most changed", Text(shown))
     if m.added is not None:
         table.add_row("added rows", Text(_new_rows_phrase(m.added, m.role)))
     return table
 
 
+def _quoted(token: str | None) -> str:
+    return "" if token is None else f" “{visible(token)}”"
+
+
 def _tokens(changes: tuple[TokenChange, ...], side: str) -> str:
-    return ", ".join(f"{c.token_id} {visible(getattr(c, side) or '')}" for c in changes[:8])
+    return ", ".join(f"{c.token_id}{_quoted(getattr(c, side))}" for c in changes[:8])
 
 
 def _tokenizer(r: DiffReport) -> Table:
@@ -189,7 +193,7 @@ def _tokenizer(r: DiffReport) -> Table:
         if t.removed:
             table.add_row("removed tokens", Text(f"{t.removed:,}: {_tokens(t.examples_removed, 'base')}"))
         if t.changed:
-            shown = ", ".join(f"{c.token_id} {visible(c.base or '')} → {visible(c.other or '')}" for c in t.examples_changed[:8])
+            shown = ", ".join(f"{c.token_id}{_quoted(c.base)} →{_quoted(c.other)}" for c in t.examples_changed[:8])
             table.add_row("changed tokens", Text(f"{t.changed:,}: {shown}"))
     if t.special_added or t.special_removed:
         table.add_row(

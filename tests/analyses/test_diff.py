@@ -159,3 +159,80 @@ def test_missing_other_is_bad_input():
     result = run("diff", DIFF / "base", DIFF / "no-such-folder", ok=False)
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_a_cast_is_named_as_rounding():
+    case = EXPECTED["cast_bf16"]
+    data = diff_json(case)
+    assert data["head"]["rounding_of"] == data["embedding"]["rounding_of"] == case["rounding_of"]
+    assert data["verdict"].startswith("head cast to BF16: every value is the base's rounded")
+    assert data["other"]["head_dtype"] == "BF16"
+
+
+def test_trained_head_is_not_called_a_cast(tmp_path):
+    """head_trained cast to bf16 by torch: more than rounding apart from the base, so not 'a cast'."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file as save_torch
+
+    other = tmp_path / "m"
+    other.mkdir()
+    tensors = {k: v.to(torch.bfloat16) for k, v in load_torch(DIFF / "head_trained" / "model.safetensors").items()}
+    save_torch(tensors, other / "model.safetensors", metadata={"format": "pt"})
+    shutil.copy(DIFF / "base" / "config.json", other / "config.json")
+    data = run_json("diff", DIFF / "base", other)
+    assert data["head"]["rounding_of"] is None and data["head"]["changed_rows"] == 500
+    assert data["embedding"]["rounding_of"] == "BF16"  # the embedding was not trained: a cast, nothing else
+    assert data["verdict"].startswith("head changed: 500 of 500 rows")
+
+
+def test_quantized_safetensors_against_its_dense_reference(tmp_path):
+    """GPTQ's head against a dense checkpoint holding the reference dequantization (GPTQModel's, transcribed):
+    no row differs, and the pair is labelled as quantized against dense."""
+    gptq = ROOT / "tests" / "fixtures" / "quant" / "gptq"
+    dense = tmp_path / "dense"
+    dense.mkdir()
+    from safetensors import safe_open
+
+    with safe_open(gptq / "model.safetensors", "np") as f:
+        tensors = {k: f.get_tensor(k) for k in ("model.embed_tokens.weight", "model.norm.weight")}
+    with np.load(gptq / "reference.npz") as npz:
+        tensors["lm_head.weight"] = np.ascontiguousarray(npz["head"], dtype=np.float32)  # stored F-order
+    save_file(tensors, dense / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((gptq / "config.json").read_text())
+    config.pop("quantization_config", None)
+    (dense / "config.json").write_text(json.dumps(config))
+    data = run_json("diff", dense, gptq)
+    assert data["head"]["quantization_pair"] is True and data["head"]["changed_rows"] == 0
+    assert data["other"]["head_quantized"] is True and data["other"]["head_dtype"].endswith("4-bit")
+    assert data["verdict"].startswith("head differs by quantization: relative error 0")
+
+
+def test_pytorch_bin_against_safetensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    other = tmp_path / "bin"
+    other.mkdir()
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in load_file(DIFF / "head_trained" / "model.safetensors").items()}
+    torch.save(tensors, other / "pytorch_model.bin")
+    shutil.copy(DIFF / "head_trained" / "config.json", other / "config.json")
+    data = run_json("diff", DIFF / "base", other)
+    assert_matches(data["head"], EXPECTED["head_trained"]["head"])
+    assert data["other"]["format"] == "pytorch"
+
+
+def test_over_hf_with_fetch_values_equals_local(fake_hub, hf_home, monkeypatch):
+    from conftest import without_paths
+
+    for name in ("base", "resize_mean"):
+        fake_hub.add_repo(f"diff/{name}", DIFF / name)
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    local = run_json("diff", DIFF / "base", DIFF / "resize_mean", exit_code=1)
+    remote = run_json("diff", "hf://diff/base", "hf://diff/resize_mean", "--fetch-values", exit_code=1)
+    for data in (local, remote):
+        for key in ("base", "other"):
+            data[key].pop("path")
+        data.pop("tokenizer")  # tokenizer_config.json and the chat template are read from local folders only
+    assert without_paths(remote) == without_paths(local)
+    result = run("diff", "hf://diff/base", "hf://diff/resize_mean", ok=False)
+    assert result.exit_code == 2
+    assert "hf:// reads values only when asked" in result.stderr and "hint: add --fetch-values" in result.stderr

@@ -439,10 +439,10 @@ def _new_rows(b: Checkpoint, name: str, start: int, stop: int, width: int, base:
         return found(InitPattern.ZERO, 0.0, False)
     if to_mean <= AT_INIT + rounding:
         return found(InitPattern.OLD_MEAN, to_mean, False)
+    if all_copied:  # before IDENTICAL: copies of one row are identical too, and "copied from row i" says more
+        return found(InitPattern.COPIED, 0.0, False)
     if count > 1 and ident == 0.0:
         return found(InitPattern.IDENTICAL, 0.0, False)
-    if all_copied:
-        return found(InitPattern.COPIED, 0.0, False)
     near = [(to_mean, InitPattern.OLD_MEAN), (zero, InitPattern.ZERO)] + ([(ident, InitPattern.IDENTICAL)] if count > 1 else [])
     offset, pattern = min(near, key=lambda p: p[0])
     if offset <= NEAR_INIT:

@@ -30,7 +30,7 @@ def problem_message(f: Finding) -> str:
         return f"{rows} initialised to {words} and never trained{tail}"
     if f.kind is DiffProblem.NEW_TOKENS_UNSET:
         tokens = f"{f.count:,} added token{'s' if f.count != 1 else ''}"
-        return f"{tokens} fit in the base {f.matrix}'s padding rows, which still hold their old values: nothing set them"
+        return f"{tokens} fit in the padding rows of the base {f.matrix}, which still hold their old values: nothing set them"
     if f.kind is DiffProblem.HEAD_RETIED:
         return f"re-tied: the base's own head {f.detail} is gone, the other's head is its embedding"
     return f"hidden sizes differ ({f.detail}): no value can be compared"
@@ -42,9 +42,24 @@ def _new_rows_phrase(n: NewRows, role: str) -> str:
         like = "like the old rows' statistics" if n.like_base_statistics else "unlike the old rows"
         return f"{what} random ({like}: spread {n.spread_ratio:.3g}× theirs)"
     words = PATTERN_WORDS[n.pattern]
+    if n.pattern is InitPattern.COPIED:
+        more = ", …" if n.count > len(n.copied_from) else ""
+        words = f"copies of row{'s' if n.count != 1 else ''} {', '.join(map(str, n.copied_from))}{more}"
     if n.moved:
         return f"{what} initialised to {words}, then trained (now {n.offset:.3g}× the old rows' spread from it)"
     return f"{what} initialised to {words}, never trained"
+
+
+def _same_state(a: MatrixDiff | None, b: MatrixDiff | None) -> bool:
+    """Head and embedding that tell one story (both unchanged, their new rows made alike): said once."""
+    if a is None or b is None:
+        return False
+    unchanged = a.changed_rows == b.changed_rows == 0 and not (a.quantization_pair or b.quantization_pair)
+    x, y = a.added, b.added
+    same_rows = (x is None and y is None) or (
+        x is not None and y is not None and (x.count, x.pattern, x.moved, x.copied_from) == (y.count, y.pattern, y.moved, y.copied_from)
+    )
+    return unchanged and same_rows and a.removed_rows == b.removed_rows and x is not None and x.pattern is not InitPattern.RANDOM
 
 
 def _matrix_phrase(m: MatrixDiff) -> str:
@@ -59,6 +74,11 @@ def _matrix_phrase(m: MatrixDiff) -> str:
 
 def verdict(r: DiffReport) -> str:
     parts = [problem_message(p) for p in r.problems if p.kind in (DiffProblem.WIDTHS_DIFFER, DiffProblem.HEAD_RETIED)]
+    together = _same_state(r.head, r.embedding)
+    if together and r.head is not None and r.head.added is not None:
+        parts.append("head and embedding unchanged in their shared rows")
+        parts.append(_new_rows_phrase(r.head.added, "head and embedding"))
+        return "; ".join(parts + _unset(r))
     if r.head is not None:
         parts.append(_matrix_phrase(r.head))
     if r.embedding is not None and (r.embedding.changed_rows or r.head is None or r.head.changed_rows == 0):
@@ -72,9 +92,14 @@ def verdict(r: DiffReport) -> str:
             parts.append(_new_rows_phrase(m.added, m.role))
         if m is not None and m.removed_rows:
             parts.append(f"{m.removed_rows:,} {m.role} rows removed")
-    if any(p.kind is DiffProblem.NEW_TOKENS_UNSET for p in r.problems):
-        parts.extend(problem_message(p) for p in r.problems if p.kind is DiffProblem.NEW_TOKENS_UNSET)
-    return "; ".join(parts)
+    return "; ".join(parts + _unset(r))
+
+
+def _unset(r: DiffReport) -> list[str]:
+    found = [p for p in r.problems if p.kind is DiffProblem.NEW_TOKENS_UNSET]
+    if len(found) == 2 and found[0].count == found[1].count:  # head and embedding alike: said once
+        found = [Finding(found[0].kind, "head and embedding", found[0].count, found[0].detail)]
+    return [problem_message(p) for p in found]
 
 
 def _num(value: float | None) -> str:

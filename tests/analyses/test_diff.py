@@ -55,6 +55,8 @@ def test_each_init_pattern_is_recognised(name):
         assert added["start"] == 500 and added["count"] == case["added"]["count"]
         assert added["pattern"] == case["added"]["pattern"], role
         assert added["moved"] is case["added"]["moved"], role
+    if "copied_from" in case:
+        assert data["head"]["added"]["copied_from"] == data["embedding"]["added"]["copied_from"] == case["copied_from"]
     if "like_base_statistics" in case:
         assert data["head"]["added"]["like_base_statistics"] is case["like_base_statistics"]
 
@@ -63,7 +65,7 @@ def test_verdict_names_untrained_zero_rows():
     result = run("diff", DIFF / "base", DIFF / "resize_zero", ok=False)
     assert result.exit_code == 1
     first = result.stdout.splitlines()[1]
-    assert "3 added head rows initialised to zero, never trained" in first
+    assert first == "head and embedding unchanged in their shared rows; 3 added head and embedding rows initialised to zero, never trained"
     assert "problem: 3 added head rows initialised to zero and never trained: generation will never pick them" in result.stdout
 
 
@@ -92,7 +94,10 @@ def test_retied_head_is_a_problem_in_words():
 def test_padding_rows_never_set():
     data = diff_json(EXPECTED["padded_added"])
     assert data["head"]["unset_rows"] == EXPECTED["padded_added"]["unset_rows"]
-    assert "fit in the base head's padding rows" in data["verdict"]
+    assert data["verdict"] == (
+        "head unchanged; embedding unchanged; 3 added tokens fit in the padding rows of the base head and embedding, "
+        "which still hold their old values: nothing set them"
+    )
 
 
 def test_quantized_against_dense_is_labelled_quantization_error():

@@ -346,7 +346,7 @@ def compare_matrix(
     max_abs = 0.0
     for start, x, y in _chunks(a, name_a, b, name_b, shared, width):
         stop = start + len(x)
-        d = x.astype(np.float64) - y  # (C, d)
+        d = np.subtract(x, y, dtype=np.float64)  # (C, d), one float64 temporary
         row_d = np.einsum("cd,cd->c", d, d)  # (C,)
         row_w = np.einsum("cd,cd->c", x, x, dtype=np.float64)
         if grows:
@@ -358,7 +358,7 @@ def compare_matrix(
         rel[start:stop] = np.where(row_w > 0, np.sqrt(row_d / np.where(row_w > 0, row_w, 1.0)), np.where(row_d > 0, np.inf, 0.0))
         diff_sq += float(row_d.sum())
         norm_sq += float(row_w.sum())
-        max_abs = max(max_abs, float(np.abs(d).max()) if d.size else 0.0)
+        max_abs = max(max_abs, float(max(d.max(), -d.min())) if d.size else 0.0)  # no |d| temporary
     changed = ~same
     unset = int(same[watched[0] : min(watched[1], shared)].sum()) if watched else 0
     added = _new_rows(b, name_b, info_a.rows, info_b.rows, width, base, precision(b, name_b)) if grows else None

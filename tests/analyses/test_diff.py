@@ -241,3 +241,10 @@ def test_over_hf_with_fetch_values_equals_local(fake_hub, hf_home, monkeypatch):
     result = run("diff", "hf://diff/base", "hf://diff/resize_mean", ok=False)
     assert result.exit_code == 2
     assert "hf:// reads values only when asked" in result.stderr and "hint: add --fetch-values" in result.stderr
+
+
+def test_untying_is_reported_not_a_problem():
+    data = run_json("diff", DIFF / "retied", DIFF / "head_trained")
+    assert data["tying"] == "untied" and data["problem_kinds"] == []
+    assert [data["base"]["tied"], data["other"]["tied"]] == [True, False]
+    assert "untied (the base was tied)" in data["verdict"]

@@ -291,22 +291,33 @@ def _chunks(a: Checkpoint, name_a: str, b: Checkpoint, name_b: str, rows: int, w
         yield start, x, y
 
 
+def fingerprints(x: np.ndarray) -> np.ndarray:
+    """One 64-bit number per float32 row, equal for rows of equal bits: their words times fixed odd multipliers,
+    summed with wrap-around (integer arithmetic: the same for a row wherever it sits in a chunk)."""
+    words = x.view(np.uint32).astype(np.uint64)  # (C, d)
+    return (words * _multipliers(x.shape[1])).sum(axis=1, dtype=np.uint64)  # (C,)
+
+
+def _multipliers(width: int) -> np.ndarray:
+    return np.random.default_rng(0x1A4E).integers(1, 2**63, size=width, dtype=np.uint64) | np.uint64(1)
+
+
 class _BaseStats:
-    """Sums over base rows: their mean, spread, and (for copy detection) each row's bytes."""
+    """Sums over base rows: their mean, spread, and (for copy detection) each row's fingerprint: 8 bytes a row."""
 
     def __init__(self, width: int, hashes: bool) -> None:
         self.total = np.zeros(width, dtype=np.float64)
         self.squares = 0.0
         self.rows = 0
-        self.hashes: dict[bytes, int] | None = {} if hashes else None
+        self.hashes: dict[int, int] | None = {} if hashes else None  # fingerprint -> first base row with it
 
     def add(self, start: int, x: np.ndarray, squares: float | None = None) -> None:  # (C, d); squares: Σ‖row‖², if known
         self.total += x.sum(axis=0, dtype=np.float64)
         self.squares += float(np.einsum("cd,cd->", x, x, dtype=np.float64)) if squares is None else squares
         self.rows += len(x)
         if self.hashes is not None:
-            for i, row in enumerate(x):
-                self.hashes.setdefault(row.tobytes(), start + i)
+            for i, key in enumerate(fingerprints(x).tolist()):
+                self.hashes.setdefault(key, start + i)
 
     @property
     def mean(self) -> np.ndarray:  # (d,)
@@ -361,7 +372,7 @@ def compare_matrix(
         max_abs = max(max_abs, float(max(d.max(), -d.min())) if d.size else 0.0)  # no |d| temporary
     changed = ~same
     unset = int(same[watched[0] : min(watched[1], shared)].sum()) if watched else 0
-    added = _new_rows(b, name_b, info_a.rows, info_b.rows, width, base, precision(b, name_b)) if grows else None
+    added = _new_rows(a, name_a, b, name_b, info_b.rows, base, precision(b, name_b)) if grows else None
     return MatrixDiff(
         role=role,
         base=name_a,
@@ -400,8 +411,9 @@ def _most_changed(rel: np.ndarray, delta: np.ndarray, changed: np.ndarray, vocab
     )
 
 
-def _new_rows(b: Checkpoint, name: str, start: int, stop: int, width: int, base: _BaseStats, eps: float) -> NewRows:
-    """Classify OTHER's rows ``start:stop`` (a few thousand at most in practice; streamed regardless)."""
+def _new_rows(a: Checkpoint, name_a: str, b: Checkpoint, name: str, stop: int, base: _BaseStats, eps: float) -> NewRows:
+    """Classify OTHER's rows past BASE's (a few thousand at most in practice; streamed regardless)."""
+    start, width = base.rows, len(base.total)
     mean = base.mean  # (d,)
     spread = base.spread or 1.0
     first: np.ndarray | None = None
@@ -422,10 +434,13 @@ def _new_rows(b: Checkpoint, name: str, start: int, stop: int, width: int, base:
         ident = max(ident, float(np.linalg.norm(y - first, axis=1).max()) / spread)
         to_mean = max(to_mean, float(from_mean.max()))
         if all_copied and base.hashes is not None:
-            for row in y.astype(np.float32):
-                source = base.hashes.get(row.tobytes())
-                if source is None:
-                    all_copied = False
+            rows32 = y.astype(np.float32)  # exactly OTHER's values (read as float32)
+            for row, key in zip(rows32, fingerprints(rows32).tolist(), strict=True):
+                source = base.hashes.get(key)
+                if source is None or not np.array_equal(
+                    a.read_rows(name_a, source, source + 1).reshape(-1).view(np.uint32), row.view(np.uint32)
+                ):
+                    all_copied = False  # a matching fingerprint is checked against the base row's bits
                     break
                 copies.append(source)
     count = stop - start

@@ -465,13 +465,17 @@ def _new_rows(a: Checkpoint, name_a: str, b: Checkpoint, name: str, stop: int, b
     return found(InitPattern.RANDOM, to_mean, None)
 
 
-def compare_vectors(role: str, a: Checkpoint, name_a: str, b: Checkpoint, name_b: str) -> MatrixDiff | None:
-    """A final norm weight or a head bias: one row of d (or V) numbers."""
-    x, y = a.read_tensor(name_a).reshape(-1), b.read_tensor(name_b).reshape(-1)
+def compare_vectors(
+    role: str, a: Checkpoint, name_a: str, b: Checkpoint, name_b: str, offsets: tuple[float, float] = (0.0, 0.0)
+) -> MatrixDiff | None:
+    """A final norm weight or a head bias: one row of d (or V) numbers; ``offsets`` added to each side first
+    (1 for a (1 + w) norm, so that Gemma's stored w and its GGUF's stored 1 + w compare as the scale they apply)."""
+    x = a.read_tensor(name_a).reshape(-1).astype(np.float64) + offsets[0]
+    y = b.read_tensor(name_b).reshape(-1).astype(np.float64) + offsets[1]
     if x.shape != y.shape:
         return None
-    d = x.astype(np.float64) - y
-    norm = float(np.linalg.norm(x.astype(np.float64)))
+    d = x - y
+    norm = float(np.linalg.norm(x))
     same = bool(np.array_equal(x, y))
     rel = float(np.linalg.norm(d)) / norm if norm > 0 else (0.0 if same else None)
     return MatrixDiff(
@@ -603,7 +607,8 @@ def diff_checkpoints(
                 "embedding", a, base.embedding, b, other.embedding, vocab_b, quantization_pair=emb_pair, watched=watched
             )
         if base.norm_weight and other.norm_weight:
-            norm = compare_vectors("final_norm", a, base.norm_weight, b, other.norm_weight)
+            offsets = (_one_plus(base.norm_kind), _one_plus(other.norm_kind))
+            norm = compare_vectors("final_norm", a, base.norm_weight, b, other.norm_weight, offsets)
         if base.head_bias and other.head_bias:
             bias = compare_vectors("head_bias", a, base.head_bias, b, other.head_bias)
     for matrix in (head, embedding):
@@ -623,6 +628,11 @@ def diff_checkpoints(
         tying=tying,
         problems=tuple(problems),
     )
+
+
+def _one_plus(kind: str | None) -> float:
+    """1 where the norm multiplies by (1 + w): the scale it applies is w + 1."""
+    return 1.0 if kind is not None and kind.endswith("-1p") else 0.0
 
 
 def _padding_tokens(base: Side, other: Side) -> tuple[int, int] | None:

@@ -248,3 +248,22 @@ def test_untying_is_reported_not_a_problem():
     assert data["tying"] == "untied" and data["problem_kinds"] == []
     assert [data["base"]["tied"], data["other"]["tied"]] == [True, False]
     assert "untied (the base was tied)" in data["verdict"]
+
+
+GGUF = ROOT / "tests" / "fixtures" / "gguf"
+GGUF_COPIES = sorted(
+    p.name for p in GGUF.glob("*_f32.gguf") if (ROOT / "tests" / "fixtures" / "reference" / p.name.removesuffix("_f32.gguf")).is_dir()
+)
+
+
+@pytest.mark.parametrize("name", GGUF_COPIES)
+def test_a_gguf_written_from_a_model_is_unchanged(name):
+    """make_gguf.py wrote these float32 GGUFs from the reference models' tensors with gguf-py: nothing changed, across
+    formats (llama.cpp's names, its (1 + w) norms stored as the scale they apply: equal to float32 rounding)."""
+    source = ROOT / "tests" / "fixtures" / "reference" / name.removesuffix("_f32.gguf")
+    data = run_json("diff", source, GGUF / name)
+    assert data["head"]["changed_rows"] == 0 and data["head"]["quantization_pair"] is False
+    assert data["embedding"] is None or data["embedding"]["changed_rows"] == 0
+    assert data["norm"] is None or data["norm"]["relative_change"] < 1e-7
+    assert data["base"]["tied"] == data["other"]["tied"]
+    assert data["tokenizer"]["changed"] == data["tokenizer"]["added"] == data["tokenizer"]["removed"] == 0

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint.checkpoint import Checkpoint
+from ..checkpoint.compare import compare_values
 from ..core.errors import TokenizerError
 from ..core.files import read_regular
 from ..inputs.tokens import Vocabulary
@@ -64,6 +65,7 @@ class DiffProblem(Enum):
     NEW_ROWS_UNTRAINED = "new_rows_untrained"  # new rows still at their init in OTHER
     NEW_TOKENS_UNSET = "new_tokens_unset"  # the tokenizer grew into padding rows that still hold the base values
     HEAD_RETIED = "head_retied"  # a distinct head in BASE, the embedding stands in for it in OTHER
+    HEAD_OVERWRITTEN = "head_overwritten"  # a distinct head in BASE; OTHER stores a head holding exactly its embedding
     WIDTHS_DIFFER = "widths_differ"  # hidden sizes differ: no value can be compared
 
 
@@ -593,6 +595,8 @@ def diff_checkpoints(
     tying = "same" if base.tied == other.tied else ("untied" if base.tied else "retied")
     if tying == "retied" and anat_a.head is not None:
         problems.append(Finding(DiffProblem.HEAD_RETIED, "head", base.head_rows, anat_a.head))
+    elif _overwritten(a, anat_a, b, anat_b):
+        problems.append(Finding(DiffProblem.HEAD_OVERWRITTEN, "head", other.head_rows, anat_b.head or ""))
     head = embedding = norm = bias = None
     if base.hidden_size != other.hidden_size:
         problems.append(Finding(DiffProblem.WIDTHS_DIFFER, None, 0, f"{base.hidden_size} vs {other.hidden_size}"))
@@ -628,6 +632,21 @@ def diff_checkpoints(
         tying=tying,
         problems=tuple(problems),
     )
+
+
+def _head_is_embedding(ckpt: Checkpoint, anatomy: HeadAnatomy) -> bool:
+    """A stored, untied head of the embedding's shape holding exactly its values (stops at the first differing chunk)."""
+    if anatomy.tied or anatomy.head is None or anatomy.embedding is None:
+        return False
+    if anatomy.values_identical is not None:  # locate_head compared them already
+        return anatomy.values_identical
+    emb, head = ckpt.tensors[anatomy.embedding], ckpt.tensors[anatomy.head]
+    return emb.shape == head.shape and compare_values(ckpt, emb, head).identical
+
+
+def _overwritten(a: Checkpoint, anat_a: HeadAnatomy, b: Checkpoint, anat_b: HeadAnatomy) -> bool:
+    """transformers #45127: tying code copied the embedding over a trained head, and both were saved, untied."""
+    return not anat_a.tied and anat_a.head is not None and _head_is_embedding(b, anat_b) and not _head_is_embedding(a, anat_a)
 
 
 def _one_plus(kind: str | None) -> float:

@@ -33,6 +33,8 @@ def problem_message(f: Finding) -> str:
         return f"{tokens} fit in the padding rows of the base {f.matrix}, which still hold their old values: nothing set them"
     if f.kind is DiffProblem.HEAD_RETIED:
         return f"re-tied: the base's own head {f.detail} is gone, the other's head is its embedding"
+    if f.kind is DiffProblem.HEAD_OVERWRITTEN:
+        return f"head overwritten: the other's {f.detail} holds exactly its embedding's values, where the base's head had its own"
     return f"hidden sizes differ ({f.detail}): no value can be compared"
 
 
@@ -73,7 +75,8 @@ def _matrix_phrase(m: MatrixDiff) -> str:
 
 
 def verdict(r: DiffReport) -> str:
-    parts = [problem_message(p) for p in r.problems if p.kind in (DiffProblem.WIDTHS_DIFFER, DiffProblem.HEAD_RETIED)]
+    first = (DiffProblem.WIDTHS_DIFFER, DiffProblem.HEAD_RETIED, DiffProblem.HEAD_OVERWRITTEN)
+    parts = [problem_message(p) for p in r.problems if p.kind in first]
     together = _same_state(r.head, r.embedding)
     if together and r.head is not None and r.head.added is not None:
         parts.append("head and embedding unchanged in their shared rows")

@@ -267,3 +267,10 @@ def test_a_gguf_written_from_a_model_is_unchanged(name):
     assert data["norm"] is None or data["norm"]["relative_change"] < 1e-7
     assert data["base"]["tied"] == data["other"]["tied"]
     assert data["tokenizer"]["changed"] == data["tokenizer"]["added"] == data["tokenizer"]["removed"] == 0
+
+
+def test_head_overwritten_by_the_embedding_and_saved_untied():
+    data = run_json("diff", DIFF / "head_trained", DIFF / "overwritten", exit_code=1)
+    assert data["tying"] == "same" and data["problem_kinds"] == ["head_overwritten"]
+    assert data["verdict"].startswith("head overwritten: the other's lm_head.weight holds exactly its embedding's values")
+    assert run_json("diff", DIFF / "base", DIFF / "head_trained")["problem_kinds"] == []  # a head of its own on both sides

@@ -529,6 +529,58 @@ def doctor(
         sys.exit(EXIT_PROBLEMS)
 
 
+@cli.command()
+@click.argument("base", metavar="BASE", type=click.Path(path_type=str, readable=False))
+@click.argument("other", metavar="OTHER", type=click.Path(path_type=str, readable=False))
+@click.option("--revision", metavar="REV", help="With Hugging Face repo ids: branch, tag or commit, for both.")
+@click.option("--fetch-values", is_flag=True, help="With hf://: read the head and embedding values (needed for a diff).")
+@click.option("--base-tokenizer", type=PATH, help="tokenizer.json of BASE (default: beside it).")
+@click.option("--tokenizer", type=PATH, help="tokenizer.json of OTHER (default: beside it).")
+@json_option
+@handle_errors
+def diff(
+    base: str,
+    other: str,
+    revision: str | None,
+    fetch_values: bool,
+    base_tokenizer: Path | None,
+    tokenizer: Path | None,
+    json_: bool,
+) -> None:
+    """What changed in the head and the vocabulary from BASE to OTHER.
+
+    Structure (sizes, tying, norm, dtypes), the values of the head, embedding
+    and final norm (streamed in chunks), how added rows were initialised and
+    whether they trained, and the tokenizers' differences.
+
+    Exit status: 0 no problem, 1 problems found (untrained new rows, a head
+    re-tied), 2 bad input, 3 internal error.
+
+    \b
+    Example:
+      lmhead diff base-model/ finetuned/
+      lmhead diff model/ model-Q8_0.gguf --json | jq .head.relative_change
+    """
+    from .analyses.diff import diff_checkpoints
+    from .render import emit, emit_json
+    from .render.diff import diff_json, diff_view
+
+    opened = []
+    for path, tok in ((base, base_tokenizer), (other, tokenizer)):
+        ckpt, anatomy, values = _open(path, None, None, revision, False, fetch_values)
+        if not values:
+            raise CheckpointError(ckpt.path, "a diff compares values, and hf:// reads values only when asked", hint="add --fetch-values")
+        opened.append((ckpt, anatomy, _vocabulary(ckpt, tok)))
+    (a, anat_a, vocab_a), (b, anat_b, vocab_b) = opened
+    report = diff_checkpoints(a, anat_a, vocab_a, b, anat_b, vocab_b)
+    if json_:
+        emit_json(diff_json(report))
+    else:
+        emit(diff_view(report))
+    if report.problems:
+        sys.exit(EXIT_PROBLEMS)
+
+
 def _with_warnings(data: dict[str, Any], ckpt: Checkpoint, anatomy: HeadAnatomy, values: bool) -> dict[str, Any]:
     warnings = [w for w in _warnings(ckpt, anatomy, values) if w not in data.get("warnings", [])]  # doctor has them already
     if warnings:

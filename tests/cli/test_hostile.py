@@ -85,6 +85,7 @@ def every_command(ckpt: Path, hidden: Path) -> list[list[object]]:
         ["doctor", "--full", ckpt],
         ["doctor", ckpt, "--json"],
         ["topk", ckpt, hidden, "-k", "3", "--explain"],
+        ["diff", ckpt, ckpt],
     ]
 
 

@@ -21,6 +21,8 @@ CASES = [
     ("topk", SAMPLES / "llama-bf16", SAMPLES / "llama-bf16" / "hidden_layers.npy", "--layers"),
     ("count", FIXTURES / "quant" / "gptq"),
     ("count", SAMPLES / "gpt2-tied.gguf"),
+    ("diff", FIXTURES / "diff" / "base", FIXTURES / "diff" / "base-q8_0.gguf"),
+    ("diff", FIXTURES / "diff" / "base", FIXTURES / "diff" / "resize_trained"),
 ]
 
 

@@ -77,6 +77,8 @@ def commands(ckpt: Path, hidden: Path, index: Path | None = None) -> list[list[o
         ["doctor", ckpt, "--json"],
         ["topk", ckpt, hidden, "-k", "3"],
         ["topk", ckpt, hidden, "-k", "3", "--json", "--chunk-rows", "5", "--targets", "1,2"],
+        ["diff", ckpt, ckpt],
+        ["diff", ckpt, ckpt, "--json"],
     ]
     if index is not None:
         out += [["count", index], ["check-tying", "--full", index], ["doctor", index], ["topk", index, hidden]]

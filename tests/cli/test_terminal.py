@@ -7,11 +7,12 @@ import json
 import pytest
 from terminal import ESCAPE, colour_codes, run_in_terminal
 
-from conftest import SAMPLES
+from conftest import ROOT, SAMPLES
 
 GPT2 = SAMPLES / "gpt2-tied"
 LLAMA = SAMPLES / "llama-bf16"
 QWEN = SAMPLES / "qwen2-sharded"
+DIFF = ROOT / "tests" / "fixtures" / "diff"
 TEXT = (GPT2 / "text.txt").read_text().strip()
 
 COMMANDS = {
@@ -20,6 +21,7 @@ COMMANDS = {
     "topk": ("topk", LLAMA, LLAMA / "hidden.npy", "-k", "3", "--positions", "0,1"),
     "lens": ("topk", GPT2, GPT2 / "hidden_layers.npy", "--layers", "--text", TEXT),
     "doctor": ("doctor", LLAMA),
+    "diff": ("diff", DIFF / "base", DIFF / "resize_trained"),
     "error": ("count", SAMPLES / "no-such-model"),
 }
 EXPECTED_STATUS = {"error": 2}
@@ -45,7 +47,7 @@ def test_fits_80_columns(at_80: dict, name: str) -> None:
     assert "Traceback" not in run.error_text
 
 
-@pytest.mark.parametrize("name", ["check-tying", "lens", "doctor"])
+@pytest.mark.parametrize("name", ["check-tying", "lens", "doctor", "diff"])
 def test_colour_at_a_terminal(at_80: dict, name: str) -> None:
     assert colour_codes(at_80[name].stdout)
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["Category", "Reachability", "byte_value", "is_byte_level", "reachability", "reserved"]
 
 SPACE_MARKS = " ▁_Ġ"  # a first token starting with one of these: the tokenizer put a space before the text
-PREFIXES = ("«", "»")  # a character to stand before the text, so that no space is added to the token's own
+PREFIXES = ("«", "»")
+BATCH = 16384  # tokens decoded and encoded at a time  # a character to stand before the text, so that no space is added to the token's own
 
 
 class Category(Enum):
@@ -42,7 +43,11 @@ class Category(Enum):
 
     @property
     def round_trips(self) -> bool:
-        return self in (Category.OK, Category.SPECIAL)
+        return self in ROUND_TRIPS
+
+
+ROUND_TRIPS = frozenset({Category.OK, Category.SPECIAL})
+UNREACHABLE = frozenset({Category.UNREACHABLE, Category.UNREACHABLE_SPECIAL})
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,16 @@ def reachability(vocab: Vocabulary | None, rows: int, specials: frozenset[int] =
     if tokenizer is None:
         reason = "no tokenizer" if vocab is None else "a token list without a tokenizer that can encode"
         return Reachability(categories, frozenset(), False, {}, placeholders, reason)
-    ids = list(range(known))
-    texts, encoded = _round_trip(tokenizer, ids)
     reencoded: dict[int, list[int]] = {}
-    for i, text, back in zip(ids, texts, encoded, strict=True):
-        category = _category(i, text, back, specials)
-        categories[i] = category
-        if not category.round_trips and category is not Category.PARTIAL_UTF8:
-            reencoded[i] = back
+    prefixed = _adds_space(tokenizer)
+    for start in range(0, known, BATCH):  # a batch at a time: 262,144 Encodings at once would hold hundreds of MB
+        ids = range(start, min(start + BATCH, known))
+        texts, encoded = _round_trip_prefixed(tokenizer, ids) if prefixed else _round_trip(tokenizer, ids)
+        for i, text, back in zip(ids, texts, encoded, strict=True):
+            category = Category.OK if back == [i] and i not in specials else _category(i, text, back, specials)
+            categories[i] = category
+            if category in UNREACHABLE:
+                reencoded[i] = back
     return Reachability(categories, frozenset(specials), True, reencoded, placeholders)
 
 
@@ -93,17 +100,18 @@ def _category(token_id: int, text: str, back: list[int], specials: frozenset[int
     return Category.UNREACHABLE
 
 
-def _round_trip(tokenizer: Tokenizer, ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:
-    """Every id's text and the ids that text encodes to, without special tokens added.
-
-    A tokenizer that puts a space before the text (SentencePiece's ▁) would make every token
-    without one unreachable: a prefix character stands before the text, and is taken off again."""
+def _adds_space(tokenizer: Tokenizer) -> bool:
+    """Whether the tokenizer puts a space before the text (SentencePiece's ▁): then every token without
+    one would look unreachable, so a prefix character stands before the text and is taken off again."""
     probe = tokenizer.encode("test", add_special_tokens=False).ids
     first = tokenizer.id_to_token(probe[0]) if probe else None
-    if not first or first[0] not in SPACE_MARKS:
-        texts = tokenizer.decode_batch([[i] for i in ids], skip_special_tokens=False)
-        return texts, [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
-    return _round_trip_prefixed(tokenizer, ids)
+    return bool(first) and first[0] in SPACE_MARKS
+
+
+def _round_trip(tokenizer: Tokenizer, ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:
+    """Every id's text and the ids that text encodes to, without special tokens added."""
+    texts = tokenizer.decode_batch([[i] for i in ids], skip_special_tokens=False)
+    return texts, [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
 def _round_trip_prefixed(tokenizer: Tokenizer, ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:

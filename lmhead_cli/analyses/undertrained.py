@@ -439,10 +439,10 @@ def _candidates(values: np.ndarray, reach: Reachability) -> tuple[float | None, 
     """The repository's rule: the 2nd percentile of the round-trippable ("ok") tokens' values; every
     round-trippable token (special ones included) at or below it, lowest first."""
     if reach.checked:
-        ok = np.array([c is Category.OK for c in reach.categories])
-        eligible = np.array([c.round_trips for c in reach.categories])
+        ok = reach.categories == Category.OK  # (V,) bool, compared element by element
+        eligible = ok | (reach.categories == Category.SPECIAL)
     else:
-        ok = eligible = np.array([c is not Category.PADDING for c in reach.categories])
+        ok = eligible = reach.categories != Category.PADDING
     pool = values[ok & np.isfinite(values)]
     if not len(pool):
         return None, []
@@ -464,7 +464,7 @@ def _template_ids(ckpt: Checkpoint, vocab: Vocabulary | None) -> set[int]:
 
 
 ROLES = ("bos", "eos", "pad", "unk", "sep", "mask")
-GGUF_ROLE_KEYS = tuple(f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "padding", "unknown"))
+GGUF_ROLE_KEYS = tuple(f"tokenizer.ggml.{k}_token_id" for k in ("bos", "eos", "padding", "unknown", "seperator", "mask"))  # sic
 
 
 def _role_ids(ckpt: Checkpoint, vocab: Vocabulary | None) -> set[int]:

@@ -107,7 +107,7 @@ def tokens_view(ckpt: Checkpoint, report: TokenReport, vocab: Vocabulary | None,
         pool = "round-trippable tokens" if r.reachability.checked else "rows"
         lines.append(
             Text(
-                f"cut-off: {PERCENTILE:g}nd percentile of the {pool}' values = {r.threshold:.4f}: "
+                f"cut-off: {PERCENTILE:g}nd percentile of the {pool}' values = {r.threshold:.4g}: "
                 f"{len(r.candidates):,} suspects (showing {min(top, len(r.candidates)):,}; --top N, --json --all)"
             )
         )

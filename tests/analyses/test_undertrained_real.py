@@ -17,6 +17,9 @@ from conftest import ROOT, run_json
 
 FIXTURES = ROOT / "tests" / "fixtures" / "undertrained"
 MODELS = {"smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma3": "gemma-3-270m-q4_k_m.gguf"}
+# transformers' GemmaTokenizer makes <mask> its mask token by default; the GGUF's metadata names no mask
+# token, so lmhead's round trip calls it "ok" where the repository's calls it "OK_SPECIAL"
+CLASS_DEFAULTS = {"gemma3": {4}}
 CATEGORY = {"OK_SPECIAL": "special", "UNDECODEABLE": "partial UTF-8", "UNREACHABLE_SPECIAL": "unreachable special"}
 
 
@@ -33,6 +36,8 @@ def case(request):
     key = request.param
     path = model_path(key)
     reference = json.loads((FIXTURES / f"{key}.json").read_text())
+    for i in CLASS_DEFAULTS.get(key, ()):
+        reference["categories"].pop(str(i))
     data = run_json("tokens", path, "--all", "--indicator", "cosine-no-pc", "--top", "100000")
     return reference, data
 

@@ -105,7 +105,7 @@ def _adds_space(tokenizer: Tokenizer) -> bool:
     one would look unreachable, so a prefix character stands before the text and is taken off again."""
     probe = tokenizer.encode("test", add_special_tokens=False).ids
     first = tokenizer.id_to_token(probe[0]) if probe else None
-    return bool(first) and first[0] in SPACE_MARKS
+    return first is not None and first != "" and first[0] in SPACE_MARKS
 
 
 def _round_trip(tokenizer: Tokenizer, ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:

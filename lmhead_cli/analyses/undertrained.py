@@ -24,7 +24,7 @@ round-trippable tokens' values. Weights only rank suspects: prompting the model 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -179,7 +179,7 @@ def find_undertrained(
 
     v = _mean_rows(ckpt, matrix, ref.ids) if ref.ids else None  # (d,)
     head = _scan(ckpt, matrix, rows, chunk_rows, v, covariance=indicator is Indicator.COSINE_NO_PC, progress=steps)
-    evidence = [_evidence(ckpt, matrix, head)]
+    evidence = [_evidence(ckpt, matrix, head, chunk_rows)]
     if ref.source is ReferenceSource.NONE and evidence[0].identical_groups:
         ref = Reference(tuple(evidence[0].identical_groups[0]), ReferenceSource.IDENTICAL)
         v = _mean_rows(ckpt, matrix, ref.ids)
@@ -204,7 +204,7 @@ def find_undertrained(
         assert anatomy.embedding is not None
         emb = _scan(ckpt, anatomy.embedding, ckpt.tensors[anatomy.embedding].rows, chunk_rows, None, covariance=False, progress=steps)
         values[Indicator.EMBEDDING_NORM] = np.sqrt(emb.squares[:rows])
-        evidence.append(_evidence(ckpt, anatomy.embedding, emb))
+        evidence.append(_evidence(ckpt, anatomy.embedding, emb, chunk_rows))
     chosen = indicator if indicator in values else None
     threshold, candidates = _candidates(values[chosen], reach) if chosen is not None else (None, [])
     if not reach.checked:
@@ -273,18 +273,22 @@ def _runs(ids: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _rows(ckpt: Checkpoint, name: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
-    """Rows ``ids`` as float32, read run by run."""
-    out: dict[int, np.ndarray] = {}
+def _rows(ckpt: Checkpoint, name: str, ids: Iterable[int], chunk_rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
+    """``(id, row)`` for ``ids`` in order, float32, read run by run, at most ``chunk_rows`` at a time
+    (each row valid until the next block is read)."""
     for start, stop in _runs(ids):
-        block = ckpt.read_rows(name, start, stop).reshape(stop - start, -1)  # (n, d)
-        out.update({start + k: block[k].copy() for k in range(stop - start)})
-    return out
+        for a in range(start, stop, chunk_rows):
+            b = min(a + chunk_rows, stop)
+            block = ckpt.read_rows(name, a, b).reshape(b - a, -1)  # (n, d)
+            yield from ((a + k, block[k]) for k in range(b - a))
 
 
 def _mean_rows(ckpt: Checkpoint, name: str, ids: Sequence[int]) -> np.ndarray:
-    rows = _rows(ckpt, name, ids)
-    return np.mean([rows[i].astype(np.float64) for i in ids], axis=0)  # (d,)
+    total = None
+    for _, row in _rows(ckpt, name, ids):
+        total = row.astype(np.float64) if total is None else total + row
+    assert total is not None
+    return total / len(set(ids))  # (d,)
 
 
 # ---------------------------------------------------------------- streamed passes
@@ -392,24 +396,24 @@ def _cosine_distance(dots: np.ndarray, norms: np.ndarray, v_norm: float) -> np.n
 # ---------------------------------------------------------------- exact evidence
 
 
-def _evidence(ckpt: Checkpoint, name: str, scan: Scan) -> Evidence:
+def _evidence(ckpt: Checkpoint, name: str, scan: Scan, chunk_rows: int) -> Evidence:
     zero = np.flatnonzero(scan.squares == 0).tolist()  # float32 squares in float64 underflow never: zero iff all zero
     nonfinite = np.flatnonzero(scan.nonfinite).tolist()
-    zeros = set(zero)
-    groups = [g for g in _identical_groups(ckpt, name, scan.keys) if g[0] not in zeros]  # zero rows are listed as such
+    groups = _identical_groups(ckpt, name, scan.keys, scan.squares == 0, chunk_rows)  # zero rows are listed as such
     return Evidence(name, groups, zero, nonfinite, _at_mean(ckpt, name, scan))
 
 
-def _identical_groups(ckpt: Checkpoint, name: str, keys: np.ndarray) -> list[list[int]]:
-    """Rows with equal keys, read again and split by their bytes: only bit-identical rows stay together."""
+def _identical_groups(ckpt: Checkpoint, name: str, keys: np.ndarray, skip: np.ndarray, chunk_rows: int) -> list[list[int]]:
+    """Rows with equal keys (``skip``: zero rows, listed apart), read again run by run and split by a
+    BLAKE2b digest of their bytes: only rows whose bits agree stay together. Memory: 16 bytes a row."""
+    import hashlib
+
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    shared = np.flatnonzero(counts[inverse] > 1)
-    if not len(shared):
-        return []
-    rows = _rows(ckpt, name, shared.tolist())
+    shared = np.flatnonzero((counts[inverse] > 1) & ~skip)
     groups: dict[tuple[int, bytes], list[int]] = {}
-    for i in shared.tolist():
-        groups.setdefault((int(inverse[i]), rows[i].tobytes()), []).append(i)
+    for i, row in _rows(ckpt, name, shared.tolist(), chunk_rows):
+        digest = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+        groups.setdefault((int(inverse[i]), digest), []).append(i)
     found = [g for g in groups.values() if len(g) > 1]
     return sorted(found, key=lambda g: (-len(g), g[0]))
 
@@ -426,10 +430,7 @@ def _at_mean(ckpt: Checkpoint, name: str, scan: Scan) -> list[int]:
     close &= np.abs(scan.probe - m @ scan.u) <= radius
     close &= np.abs(scan.sums - m.sum()) <= radius * np.sqrt(len(m))
     picked = np.flatnonzero(close).tolist()
-    if not picked:
-        return []
-    rows = _rows(ckpt, name, picked)
-    return [i for i in picked if np.linalg.norm(rows[i].astype(np.float64) - m) <= MEAN_TOLERANCE * m_norm]
+    return [i for i, row in _rows(ckpt, name, picked) if np.linalg.norm(row.astype(np.float64) - m) <= MEAN_TOLERANCE * m_norm]
 
 
 # ---------------------------------------------------------------- the cut-off

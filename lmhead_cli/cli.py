@@ -485,6 +485,78 @@ def topk(
     _emit_explain(anatomy, explain)
 
 
+@cli.command("tokens")
+@ckpt_argument
+@anatomy_options
+@click.option("--tokenizer", type=PATH, help="tokenizer.json to categorise the tokens with (default: beside CKPT).")
+@click.option("--top", default=20, show_default=True, type=click.IntRange(min=0), help="How many suspects to list.")
+@click.option("--all", "every", is_flag=True, help="With --json: every token's indicators, category and evidence.")
+@click.option(
+    "--indicator",
+    type=click.Choice(["cosine", "cosine-no-pc", "embedding-norm"]),
+    help="What to rank by [default: embedding-norm when untied, else cosine]. cosine-no-pc reads the head twice.",
+)
+@click.option("--reference-tokens", metavar="IDS", help="Known-unused tokens to compare with, e.g. 7-105 or 177,178,180.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), help="Rows per streamed chunk [default: ~4 MiB of float32].")
+@json_option
+@handle_errors
+def tokens(
+    ckpt: str,
+    head: str | None,
+    embedding: str | None,
+    revision: str | None,
+    remote: bool,
+    fetch_values: bool,
+    explain: bool,
+    tokenizer: Path | None,
+    top: int,
+    every: bool,
+    indicator: str | None,
+    reference_tokens: str | None,
+    chunk_rows: int | None,
+    json_: bool,
+) -> None:
+    """Under-trained and unreachable tokens, from the weights alone.
+
+    Ranks every token by how close its head row is to those of known-unused tokens
+    (Land & Bartolo 2024, "Fishing for Magikarp"), or by its input embedding's norm
+    when untied; lists bit-identical, zero and mean rows first (near-certain), and
+    each token's tokenizer category. A ranking of suspects: only prompting confirms one.
+
+    \b
+    Example:
+      lmhead tokens model.gguf --top 30
+      lmhead tokens my-finetune/ --json --all | jq '.candidates[].token'
+    """
+    from . import render
+    from .analyses.undertrained import Indicator, find_undertrained, parse_ids
+    from .render.undertrained import tokens_json, tokens_view
+
+    checkpoint, anatomy, values = _open(ckpt, head, embedding, revision, remote, fetch_values)
+    if not values:
+        raise CheckpointError(
+            checkpoint.path, "tokens reads every head row, and hf:// reads values only when asked", hint="add --fetch-values"
+        )
+    vocab = _vocabulary(checkpoint, tokenizer)
+    reference = parse_ids(reference_tokens, anatomy.vocab_size) if reference_tokens is not None else None
+    wanted = not json_ and render.progress_wanted(anatomy.vocab_size * anatomy.hidden_size)
+    with render.progress_bar("reading rows", enabled=wanted) as progress:
+        report = find_undertrained(
+            checkpoint,
+            anatomy,
+            vocab,
+            reference=reference,
+            indicator=Indicator(indicator) if indicator else None,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
+    if json_:
+        render.emit_json(_with_explain(tokens_json(checkpoint, report, vocab, top, every), anatomy, explain))
+    else:
+        render.emit(tokens_view(checkpoint, report, vocab, top))
+        _emit_explain(anatomy, explain)
+
+
 @cli.command()
 @ckpt_argument
 @anatomy_options

@@ -32,6 +32,8 @@ class ProblemKind(Enum):
     TOKENIZER_BEYOND_HEAD = "tokenizer_beyond_head"  # tokens the head can never predict
     # settings (anatomy.py): a norm epsilon or logit transform the math cannot use (NaN, infinite, negative)
     BAD_SETTING = "bad_setting"
+    # under-trained tokens (undertrained.py): exact evidence in tokens every chat uses
+    UNTRAINED_USED_TOKENS = "untrained_used_tokens"
     # shard index (census.py)
     INDEX_TOTAL_SIZE = "index_total_size"
     INDEX_TOTAL_PARAMETERS = "index_total_parameters"

@@ -90,6 +90,20 @@ class Vocabulary:
         warning = self._warn(text) if self._warn else None
         return [warning] if warning else []
 
+    def tokenizer(self) -> Tokenizer | None:
+        """The tokenizers library's tokenizer (built on first use from a GGUF's metadata); None for a bare token list."""
+        if self._tokenizer is None and self._build is not None:
+            self._tokenizer = self._build()
+        return self._tokenizer
+
+    def raw(self, token_id: int) -> str | None:
+        """The token as the vocabulary spells it (Ġ, ▁, <0xF5>), untrusted; None beyond the tokenizer."""
+        if token_id < 0 or token_id >= self.size:
+            return None
+        if self._tokens is not None:
+            return self._tokens[token_id]
+        return self._tokenizer.id_to_token(token_id) if self._tokenizer is not None else None
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; with ``add_special``, BOS/EOS as the model's own tokenizer adds them."""
         if self._tokenizer is None and self._build is not None:

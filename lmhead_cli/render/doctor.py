@@ -15,6 +15,7 @@ from . import Text, human_bytes, percent
 from .census import census_json
 from .explain import explain_json
 from .tying import tying_dict
+from .undertrained import tokens_doctor_json, tokens_summary
 
 
 def doctor_json(ckpt: Checkpoint, r: DoctorReport) -> dict[str, Any]:
@@ -31,6 +32,7 @@ def doctor_json(ckpt: Checkpoint, r: DoctorReport) -> dict[str, Any]:
         "vocabulary": {**asdict(r.vocabulary), "problems": [p.message for p in r.vocabulary.problems]},
         "head": _head_json(r),
         "explain": explain_json(r.anatomy),
+        "tokens": None if r.tokens is None else tokens_doctor_json(r.tokens),
     }
 
 
@@ -99,6 +101,8 @@ def _facts(ckpt: Checkpoint, r: DoctorReport) -> Table:
     rows.append(f"config {v.config_vocab_size:,}" if v.config_vocab_size is not None else "config -")
     rows.append(f"tokenizer {v.tokenizer_size:,}" if v.tokenizer_size is not None else "no tokenizer")
     table.add_row("vocabulary", Text(", ".join(rows)))
+    if r.tokens is not None:
+        table.add_row("tokens", Text(tokens_summary(r.tokens)))
     n = a.final_norm
     table.add_row("final norm", Text("none found" if n is None else f"{n.kind}, eps {n.eps:g} ({n.eps_source})"))
     steps = [f"{x.kind} {x.value:g} ({x.source})" for x in a.transforms]

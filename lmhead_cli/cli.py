@@ -179,7 +179,7 @@ def _vocabulary(ckpt: Checkpoint, tokenizer: Path | None) -> Vocabulary | None:
         from .formats.gguf import GGUFFile
         from .inputs.gguf_tokenizer import gguf_vocabulary
 
-        reader = ckpt.readers.get(ckpt.path)
+        reader = next(iter(ckpt.readers.values()), None)  # a split set's first part holds the metadata
         if isinstance(reader, GGUFFile):
             return gguf_vocabulary(reader)
     if ckpt.tokens is not None:

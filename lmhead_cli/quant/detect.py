@@ -46,12 +46,26 @@ SIDE_FILES = tuple(row.side_file for row in TABLE if row.side_file)
 KNOWN_METHODS = frozenset(name for row in TABLE for name in row.config_names)
 
 
+MLX_KEYS = ("quantization", "quantization_config")  # mlx-lm writes both, the same dict, with no quant_method
+
+
 def declared_config(config: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
-    """(where, settings) of ``quantization_config`` in config.json, or inside its ``text_config``."""
+    """(where it was read, settings) of ``quantization_config`` in config.json, or inside its ``text_config``.
+
+    mlx-lm's ``"quantization": {"group_size", "bits", "mode", <module>: {...}}`` (copied to
+    ``quantization_config`` without a ``quant_method``) is read as ``quant_method: "mlx"``."""
     for where, section in (("config.json", config), ("config.json text_config", (config or {}).get("text_config"))):
-        qc = section.get("quantization_config") if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            continue
+        qc = section.get("quantization_config")
+        if isinstance(qc, dict) and "quant_method" in qc:
+            return f"{where} quantization_config", qc
+        for key in MLX_KEYS:
+            mlx = section.get(key)
+            if isinstance(mlx, dict) and "quant_method" not in mlx and "bits" in mlx and "group_size" in mlx:
+                return f"{where} {key} (mlx-lm)", {**mlx, "quant_method": "mlx"}
         if isinstance(qc, dict):
-            return where, qc
+            return f"{where} quantization_config", qc
     return None
 
 

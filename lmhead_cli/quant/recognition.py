@@ -29,7 +29,7 @@ def recognise(
     """
     found = declared_config(config)
     if found is not None:
-        return scheme_from(found[1], f"{found[0]} quantization_config")
+        return scheme_from(found[1], found[0])
     files = {**(sides or {}), "quantize_config.json": quantize_config}
     for row in TABLE:
         side = files.get(row.side_file) if row.side_file else None

@@ -56,6 +56,7 @@ TABLE: tuple[Registration, ...] = (
     Registration("torchao", ("torchao",), parts=("._weight_qdata", "._weight_scale", ":qdata", ":_data"), metadata=('"Float8Tensor"',)),
     Registration("mxfp4", ("mxfp4",), anchors=("_blocks",)),
     Registration("fp8_scaled", ("fbgemm_fp8",), anchors=(".weight_scale",), loose=(".input_scale",)),
+    Registration("mlx", ("mlx",), markers=(".biases",), declared_parts=(".scales", ".biases")),
 )
 
 

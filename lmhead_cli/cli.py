@@ -279,8 +279,9 @@ def cli(debug: bool) -> None:
     CKPT is a Hugging Face model folder (safetensors or PyTorch, single or
     sharded), a .safetensors / .gguf / .bin / .pt file, an *.index.json, a
     repo id (org/name) already in the local Hugging Face cache, or
-    hf://org/name[@revision] to read a safetensors repo from the hub without
-    downloading its weights (the only way lmhead touches the network).
+    hf://org/name[@revision] to read a safetensors or GGUF repo from the hub
+    without downloading its weights (hf://org/name/file.gguf: one GGUF file;
+    the only way lmhead touches the network).
 
     \b
     Examples:

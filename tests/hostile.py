@@ -148,6 +148,37 @@ def quantized_head(layout: str) -> tuple[dict[str, tuple[str, list[int], bytes]]
     raise ValueError(layout)
 
 
+MLX_D = 64  # mlx groups hold 32, 64 or 128 values: an MLX model needs rows wider than D
+
+
+def mlx_pack(values: np.ndarray, bits: int) -> np.ndarray:
+    """(rows, n) integers below 2**bits -> (rows, n * bits / 32) uint32: each row one little-endian bit stream."""
+    stream = ((values[:, :, None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(values.shape[0], -1)  # (rows, n * bits)
+    return np.packbits(stream, axis=1, bitorder="little").view("<u4")
+
+
+def mlx_checkpoint(
+    folder: Path, bits: int = 5, group: int = 32, drop: tuple[str, ...] = (), change: dict | None = None, config=None
+) -> Path:
+    """An mlx-lm-style folder: embedding and head V x MLX_D quantized (uint32 weight, f16 scales and biases),
+    the norm dense, ``"quantization"`` and its ``quantization_config`` copy in config.json; ``config`` may
+    edit the config dict in place."""
+    rng = np.random.default_rng(24)
+    tensors: dict[str, tuple[str, list[int], bytes]] = {"model.norm.weight": _entry(np.ones(MLX_D, np.float16))}
+    for module in ("model.embed_tokens", "lm_head"):
+        codes = rng.integers(0, 2**bits, size=(V, MLX_D), dtype=np.uint32)
+        tensors[f"{module}.weight"] = ("U32", [V, MLX_D * bits // 32], mlx_pack(codes, bits).tobytes())
+        tensors[f"{module}.scales"] = _entry((0.01 + 0.01 * rng.random((V, MLX_D // group))).astype(np.float16))
+        tensors[f"{module}.biases"] = _entry((-0.1 * rng.random((V, MLX_D // group))).astype(np.float16))
+    tensors = {k: v for k, v in tensors.items() if k not in drop}
+    tensors.update(change or {})
+    quantization = {"group_size": group, "bits": bits, "mode": "affine"}
+    settings = {**CONFIG, "hidden_size": MLX_D, "quantization": quantization, "quantization_config": dict(quantization)}
+    if config is not None:
+        config(settings)
+    return checkpoint_dir(folder, st_raw(tensors, {"format": "mlx"}), json.dumps(settings))
+
+
 QUANT_LAYOUTS = ("gptq", "awq", "bnb_nf4", "bnb_int8", "fp8_block", "ct_int4", "ct_fp8", "torchao", "mxfp4")
 
 

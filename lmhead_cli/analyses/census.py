@@ -170,7 +170,7 @@ def _quantization(ckpt: Checkpoint, anatomy: HeadAnatomy) -> Quantization | None
 
 
 def _unknown_method_note(method: str | None) -> str | None:
-    from ..quant.scheme import KNOWN_METHODS
+    from ..quant.detect import KNOWN_METHODS
 
     if method is None or method in KNOWN_METHODS:
         return None

@@ -133,19 +133,22 @@ def _assemble_readers(
 
 def _group_quantized(ckpt: Checkpoint, directory: Path) -> None:
     """Replace each quantized module's stored tensors by one logical weight of its dense shape."""
-    from ..quant.detect import may_be_quantized
+    from ..quant.detect import SIDE_FILES, may_be_quantized
 
-    quantize_config_path = directory / "quantize_config.json"
-    present = os.path.lexists(quantize_config_path)  # a pipe or folder there is an error, not an absent file
-    quantize_config = read_json(quantize_config_path, "quantize_config") if present else None
+    sides: dict[str, Any] = {}
+    for name in SIDE_FILES:  # a method's own file beside the weights (AutoGPTQ's quantize_config.json, ...)
+        side_path = directory / name
+        if os.path.lexists(side_path):  # a pipe or folder there is an error, not an absent file
+            sides[name] = read_json(side_path, side_path.stem)
+    quantize_config = sides.pop("quantize_config.json", None)
     metadata: dict[str, str] = {}
     for reader in ckpt.readers.values():
         metadata.update({k: v for k, v in reader.metadata.items() if isinstance(v, str)})
-    if not may_be_quantized(ckpt.config, quantize_config, metadata, ckpt.tensors):
+    if not may_be_quantized(ckpt.config, quantize_config, metadata, ckpt.tensors, sides):
         return  # dense: the layouts and dequantizers are never loaded
     from ..quant import group, recognise
 
-    scheme = recognise(ckpt.config, quantize_config, metadata)
+    scheme = recognise(ckpt.config, quantize_config, metadata, sides)
     grouping = group(ckpt.tensors, scheme, ckpt.stored_parts().whole, metadata=metadata)
     ckpt.quantization = scheme
     if not grouping.consumed:

@@ -26,6 +26,7 @@ class HubTarget:
     revision: str | None  # as the user wrote it; None: the default branch
     shown: str  # how the user named it, for messages
     endpoint: str
+    filename: str | None = None  # hf://org/name/file.gguf: the one GGUF file (or split set) to read
 
     @property
     def page(self) -> str:
@@ -33,7 +34,10 @@ class HubTarget:
 
 
 def parse_hf_url(text: str, revision: str | None = None, remote: bool = False) -> HubTarget | None:
-    """``hf://org/name[@revision]`` -> a target; a repo id with ``remote`` too; anything else None.
+    """``hf://org/name[@revision][/path/file.gguf]`` -> a target; a repo id with ``remote`` too; anything else None.
+
+    A path after the repo is a GGUF file in it (``.gguf``: a revision then cannot hold a '/'; give one
+    such as ``refs/pr/1`` with ``--revision``).
 
     Refuses, before any request, what cannot be meant: a malformed id, two revisions,
     and ``HF_HUB_OFFLINE`` (the user asked for no network at all).
@@ -44,6 +48,12 @@ def parse_hf_url(text: str, revision: str | None = None, remote: bool = False) -
         spec = text
     else:
         return None
+    filename = None
+    if spec.endswith(".gguf") and spec.count("/") >= 2:
+        org, name_rev, filename = spec.split("/", 2)
+        spec = f"{org}/{name_rev}"
+        if not filename or any(part in ("", ".", "..") for part in filename.split("/")):
+            raise CheckpointError(text, f"{filename!r} is not a file path in the repo", hint="write hf://org/name/file.gguf")
     repo_id, at, rev = spec.partition("@")
     repo_id = repo_id.rstrip("/")
     if not looks_like_repo_id(repo_id):
@@ -60,7 +70,7 @@ def parse_hf_url(text: str, revision: str | None = None, remote: bool = False) -
         )
     endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     shown = text if text.startswith(HF_SCHEME) else HF_SCHEME + text
-    return HubTarget(repo_id=repo_id, revision=rev or revision, shown=shown, endpoint=endpoint)
+    return HubTarget(repo_id=repo_id, revision=rev or revision, shown=shown, endpoint=endpoint, filename=filename)
 
 
 def looks_like_repo_id(text: str) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, NotDequantizable
 from ..formats.base import F32Array, F64Array, Format, Reader, TensorInfo, U8Array, columns_from_rows, into
 
 if TYPE_CHECKING:
@@ -126,8 +126,10 @@ class Checkpoint:
 
         try:
             return read_rows(weight, start, stop, self.stored_parts())
+        except NotDequantizable as exc:  # the method is the checkpoint's, not one file's
+            raise NotDequantizable(self.path, exc.reason, exc.hint) from None
         except CheckpointError as exc:
-            raise CheckpointError(self.path if "cannot dequantize" in exc.reason else exc.path, exc.reason, exc.hint) from None
+            raise CheckpointError(exc.path, exc.reason, exc.hint) from None
 
     def read_tensor(self, name: str) -> F32Array:
         """A whole (small) tensor as float32: norm weights, biases."""

@@ -17,6 +17,7 @@ from ..formats.base import Reader
 from .assemble import INDEX_SUFFIX, assemble, choose_weights, listed, open_index, read_json
 from .cache import cached_repo_id, snapshot_blobs
 from .checkpoint import Checkpoint
+from .gguf_files import SPLIT_NAME, gguf_models, gguf_parts, open_gguf
 
 __all__ = ["open_local"]
 
@@ -55,7 +56,7 @@ def open_local(path: Path, revision: str | None) -> Checkpoint:
             return ckpt
         return assemble(path, [path], path.parent, opener=_reader)
     if kind == "gguf":
-        return _open_gguf(path)
+        return _open_gguf(path.parent, path.name)
     raise CheckpointError(
         path,
         f"not a checkpoint lmhead can read ({kind})",
@@ -119,9 +120,10 @@ def _open_directory(directory: Path) -> Checkpoint:
     preferred_torch = directory / "pytorch_model.bin"
     if preferred_torch in torch_files or len(torch_files) == 1:
         return assemble(directory, [preferred_torch if preferred_torch in torch_files else torch_files[0]], directory, opener=_reader)
-    ggufs = [directory / n for n in sorted(names) if n.endswith(".gguf")]
-    if len(ggufs) == 1:
-        return _open_gguf(ggufs[0])
+    models = gguf_models(names)
+    if len(models) == 1:
+        return _open_gguf(directory, models[0])
+    ggufs = [directory / n for n in models]
     indexes = [directory / n for n in sorted(names) if n.endswith(INDEX_SUFFIX)]
     for what, found in (("index files", indexes), ("PyTorch files", torch_files), (".gguf files", ggufs)):
         if len(found) > 1:
@@ -187,17 +189,10 @@ def _reader(file: Path) -> Reader:
     return TorchFile(file)
 
 
-def _open_gguf(path: Path) -> Checkpoint:
-    """A ``Checkpoint`` over one GGUF file; its metadata plays the part of config.json."""
+def _open_gguf(directory: Path, name: str) -> Checkpoint:
+    """A ``Checkpoint`` over one GGUF file, or every part of the split set it belongs to."""
     from ..formats.gguf import GGUFFile
 
-    reader = GGUFFile(path)
-    return Checkpoint(
-        path=path,
-        format=reader.format,
-        tensors={t.name: t for t in reader.tensors},
-        readers={path: reader},
-        metadata=reader.metadata,
-        tokens=reader.tokens,
-        embedded_tokenizer=reader,
-    )
+    names = {p.name for p in directory.iterdir() if p.is_file()} if SPLIT_NAME.match(name) else {name}
+    parts = gguf_parts(name, names, directory / name)
+    return open_gguf([directory / part for part in parts], GGUFFile)

@@ -27,6 +27,12 @@ class CheckpointError(LmheadError):
     """The checkpoint cannot be read, or its files contradict each other."""
 
 
+class NotDequantizable(CheckpointError):
+    """A quantized weight was read and counted, but lmhead cannot turn its stored values into rows
+    (a layout it does not implement, or one whose rounding it cannot know). It is about the
+    checkpoint as a whole, not the file that holds the weight."""
+
+
 class AnatomyError(LmheadError):
     """The checkpoint was read, but a role (embedding, head, norm) cannot be identified."""
 

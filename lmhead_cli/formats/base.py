@@ -124,6 +124,7 @@ class TensorInfo:
         return self.offset is not None and self.offset == other.offset
 
 
+@runtime_checkable
 class TokenizerMetadata(Protocol):
     """A weight file that carries its tokenizer as metadata (a GGUF's ``tokenizer.ggml.*`` keys): the
     short values in ``metadata``, the token strings, and long arrays (merges, scores) read on demand."""

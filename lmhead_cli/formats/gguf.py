@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from gguf import quants as gguf_quants
@@ -28,7 +28,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC,
 
 from ..core.dtypes import STORAGE, to_float32
 from ..core.errors import CheckpointError
-from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, fill_exact, into, pread_exact
+from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, into, pread_exact
 
 __all__ = ["GGUFFile"]
 
@@ -70,18 +70,55 @@ U64 = struct.Struct("<Q")
 HEADER_BLOCK = 2**20  # the header is read in blocks of at least this many bytes
 
 
+class Bytes(Protocol):
+    """Where a GGUF file's bytes come from: this machine (``pread``) or the hub (ranged requests)."""
+
+    size: int  # the file's length in bytes
+    head: bytes  # its first bytes, already read (the header walk starts from them)
+    block: int  # the header is read in blocks of at least this many bytes, doubling
+
+    def read(self, offset: int, nbytes: int) -> U8Array: ...  # exactly ``nbytes`` at ``offset``, or CheckpointError
+
+    def close(self) -> None: ...
+
+
+class LocalBytes:
+    """A file on this machine, read with positional reads."""
+
+    block = HEADER_BLOCK
+    head = b""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+        self.size = os.fstat(self.fd).st_size
+
+    def read(self, offset: int, nbytes: int) -> U8Array:
+        if self.fd < 0:
+            raise CheckpointError(self.path, "the file is closed")
+        return pread_exact(self.fd, nbytes, offset, self.path)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class _Header:
     """A cursor over the start of the file that refuses to read past its end.
 
-    The bytes are read with ``pread`` as the cursor needs them (in growing blocks), never mapped:
-    the header walk touches the header and nothing else, whatever the file's size or the address
-    space allowed.
+    The bytes are read as the cursor needs them (in growing blocks), never mapped: the header walk
+    touches the header and nothing else, whatever the file's size or the address space allowed, and
+    over hf:// the same walk fetches the same bytes with ranged requests.
     """
 
-    def __init__(self, fd: int, path: Path, keep_all: bool = False):
-        self.fd = fd
-        self.size = os.fstat(fd).st_size
-        self.data = b""  # the file's first len(data) bytes
+    def __init__(self, source: Bytes, path: Path, keep_all: bool = False, data: bytes | None = None):
+        self.source = source
+        self.size = source.size
+        self.data = source.head if data is None else data  # the file's first len(data) bytes
         self.path = path
         self.pos = 0
         self.keep_all = keep_all  # every array element, exact and strict: a tokenizer's arrays, read on demand
@@ -100,16 +137,9 @@ class _Header:
 
     def _extend(self, end: int) -> None:
         """Read on to at least byte ``end`` (doubling, so a long header costs few reads)."""
-        want = min(self.size, max(end, 2 * len(self.data), HEADER_BLOCK))
-        parts = [self.data]
         have = len(self.data)
-        while have < want:
-            chunk = os.pread(self.fd, want - have, have)
-            if not chunk:
-                raise CheckpointError(self.path, "file changed while being read")
-            parts.append(chunk)
-            have += len(chunk)
-        self.data = b"".join(parts)
+        want = min(self.size, max(end, 2 * have, self.source.block))
+        self.data = self.data + self.source.read(have, want - have).tobytes()
 
     def unpack(self, fmt: str) -> Any:
         start = self.take(struct.calcsize(fmt))  # first: it may read more of the file into self.data
@@ -201,9 +231,9 @@ def _shortest(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _read_header(path: Path, fd: int) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int, dict[str, int]]:
-    """(version, metadata, tokens, tensors, alignment, where each top-level array starts) from ``data``'s header."""
-    h = _Header(fd, path)
+def _read_header(path: Path, source: Bytes) -> tuple[_Header, int, dict[str, Any], list[str] | None, list[TensorInfo], int, dict[str, int]]:
+    """(the cursor, version, metadata, tokens, tensors, alignment, where each top-level array starts) from the header."""
+    h = _Header(source, path)
     if h.unpack("<I") != GGUF_MAGIC:
         raise CheckpointError(path, "not a GGUF file (no GGUF magic)")
     version = h.unpack("<I")
@@ -246,7 +276,7 @@ def _read_header(path: Path, fd: int) -> tuple[int, dict[str, Any], list[str] | 
         if info.name in seen:
             raise CheckpointError(path, f"tensor {info.name!r} is listed twice")
         seen.add(info.name)
-    return version, metadata, tokens, tensors, alignment, arrays
+    return h, version, metadata, tokens, tensors, alignment, arrays
 
 
 def _tensor_entry(h: _Header) -> tuple[str, tuple[int, ...], int, int]:
@@ -288,20 +318,19 @@ class GGUFFile:
 
     format = Format.GGUF
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, source: Bytes | None = None):
         self.path = path
+        self._source = LocalBytes(path) if source is None else source
         try:
-            self._fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
-        try:
-            self.version, self.metadata, self.tokens, self.tensors, self.alignment, self._arrays = _read_header(path, self._fd)
+            h, self.version, self.metadata, self.tokens, self.tensors, self.alignment, self._arrays = _read_header(path, self._source)
         except CheckpointError:
-            os.close(self._fd)
+            self._source.close()
             raise
-        except (OSError, ValueError, struct.error, OverflowError) as exc:  # mmap of an empty file, a failed read
-            os.close(self._fd)
+        except (OSError, ValueError, struct.error, OverflowError) as exc:  # a failed read, a value out of range
+            self._source.close()
             raise CheckpointError(path, f"not a valid GGUF file: {exc}") from exc
+        self._header = h.data[: h.pos]  # kept: a tokenizer's arrays are walked again from these bytes, never read twice
+        self.header_bytes = h.pos  # where the last tensor entry ends
         self.tensors.sort(key=lambda t: _offset(t))
 
     def array_keys(self) -> set[str]:
@@ -316,10 +345,8 @@ class GGUFFile:
         """
         if key not in self._arrays:
             raise CheckpointError(self.path, f"metadata {key!r} is not an array in this file")
-        if self._fd < 0:
-            raise CheckpointError(self.path, "the file is closed")
         try:
-            h = _Header(self._fd, self.path, keep_all=True)
+            h = _Header(self._source, self.path, keep_all=True, data=self._header)
             h.take(self._arrays[key])  # up to where the array starts
             values = h.value(GGUFValueType.ARRAY, key)
         except (OSError, ValueError, struct.error, OverflowError) as exc:
@@ -343,9 +370,7 @@ class GGUFFile:
     def stored_rows(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
         """Rows ``start:stop`` as stored, uint8 (rows, row_bytes): numbers for plain types, blocks for quantized ones."""
         row_bytes = self._row_bytes(info)
-        yield pread_exact(self._fd, (stop - start) * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(
-            stop - start, row_bytes
-        )
+        yield self._source.read(_offset(info) + start * row_bytes, (stop - start) * row_bytes).reshape(stop - start, row_bytes)
 
     @contextmanager
     def stored_cols(self, info: TensorInfo, start: int, stop: int) -> Iterator[U8Array]:
@@ -360,7 +385,7 @@ class GGUFFile:
         base = _offset(info)
 
         def fill(buf: U8Array, offset: int) -> None:
-            fill_exact(self._fd, buf, base + offset, self.path)
+            buf[:] = self._source.read(base + offset, buf.size)
 
         lo, hi = start // block * type_size, -(-stop // block) * type_size
         yield column_bytes(fill, info.shape[0], row_bytes, lo, hi, COLUMN_GAP_BYTES, COLUMN_BLOCK_BYTES)
@@ -396,11 +421,11 @@ class GGUFFile:
         inner = math.prod(info.shape[1:])
         if inner % block == 0:  # the usual case: every row is whole blocks (plain types are blocks of one)
             row_bytes = inner // block * type_size
-            raw = pread_exact(self._fd, rows * row_bytes, _offset(info) + start * row_bytes, self.path).reshape(rows, row_bytes)
+            raw = self._source.read(_offset(info) + start * row_bytes, rows * row_bytes).reshape(rows, row_bytes)
             values = self._dequantize(info, qtype, raw)  # (rows, row_bytes) uint8 -> (rows, inner) float32
         else:  # rows that cut through blocks (1-D tensors): read the covering blocks, then slice
             first, last = start * inner // block, -(-stop * inner // block)
-            raw = pread_exact(self._fd, (last - first) * type_size, _offset(info) + first * type_size, self.path)
+            raw = self._source.read(_offset(info) + first * type_size, (last - first) * type_size)
             skip = start * inner - first * block
             values = self._dequantize(info, qtype, raw.reshape(1, -1)).reshape(-1)[skip : skip + rows * inner]
         return values.reshape((rows, *info.shape[1:])).astype(np.float32, copy=False)
@@ -414,9 +439,7 @@ class GGUFFile:
             ) from None
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._source.close()
 
 
 def _offset(info: TensorInfo) -> int:

@@ -1,7 +1,10 @@
-"""safetensors files on the Hugging Face Hub, read with HTTP range requests.
+"""safetensors and GGUF files on the Hugging Face Hub, read with HTTP range requests.
 
 The same reader interface as a local file: ``tensors`` from the header (two ranged
 requests: the 8-byte length, then the JSON), rows by one ranged request per chunk.
+A GGUF file is read by ``gguf.GGUFFile`` itself over ``RemoteBytes``: its header walk
+fetches the first 24 bytes, then the header in doubling blocks from 16 KiB, and rows
+by one ranged request per chunk, as on disk.
 Requests go through huggingface_hub's HTTP session (its headers, its token, its
 proxy settings) to the file's ``resolve`` URL, pinned to one commit; a dropped
 connection or a 5xx/429 answer is retried a few times, then reported in one line.
@@ -13,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +24,9 @@ from ..core.dtypes import STORAGE, to_float32
 from ..core.errors import CheckpointError
 from .base import F32Array, F64Array, Format, TensorInfo, U8Array, column_bytes, columns_from_rows, into
 from .safetensors import bytes_per_row, float_dtype, header_length, numpy_dtype, parse_header
+
+if TYPE_CHECKING:
+    from .gguf import GGUFFile
 
 RETRIES = 4  # after the first try
 BACKOFF_S = 0.5  # doubled after each retry, at most MAX_BACKOFF_S
@@ -31,6 +37,8 @@ RECENT_READS = 2  # a value comparison reads the same rows of two tensors twice:
 COLUMN_GAP_BYTES = 64 * 2**10  # a column range: rows whose spans lie closer than this are fetched whole (fewer requests)
 COLUMN_BLOCK_BYTES = 16 * 2**20  # at most this much per ranged request when whole rows are fetched for a column range
 COLUMN_WINDOW_BYTES = 32 * 2**20  # a column range is fetched as a window of up to this many bytes, kept for the next ranges
+GGUF_PREFIX = 24  # magic, version, tensor count, key/value count: what every GGUF header starts with
+GGUF_HEADER_BLOCK = 16 * 2**10  # the first block of a GGUF header after its prefix; doubled as the walk needs more
 COLUMN_WINDOWS = 3  # windows kept: one per tensor a chunk of GPTQ / AWQ rows reads by columns (qweight, qzeros, scales)
 
 
@@ -67,6 +75,10 @@ class HubFiles:
 
         return hf_hub_url(self.repo_id, filename, revision=self.commit, endpoint=self.endpoint)
 
+    def name(self, path: Path) -> str:
+        """The file's path in the repo (``Q4_K_M/model.gguf``), from its ``hf://`` path under the root."""
+        return "/".join(path.parts[len(self.root.parts) :])
+
     def fetch(self, path: Path, offset: int, nbytes: int) -> tuple[np.ndarray, int]:
         """``nbytes`` at ``offset`` of the file, as uint8, and the file's size; retried, then one clear error."""
         delay = BACKOFF_S
@@ -95,7 +107,9 @@ class HubFiles:
         got = 0
         self.requests += 1
         try:
-            with get_session().stream("GET", self.url(path.name), headers=headers, timeout=TIMEOUT_S, follow_redirects=True) as response:
+            with get_session().stream(
+                "GET", self.url(self.name(path)), headers=headers, timeout=TIMEOUT_S, follow_redirects=True
+            ) as response:
                 if response.status_code in RETRY_STATUSES:
                     raise _Retry(f"the server answered {response.status_code}")
                 if response.status_code != 206:
@@ -201,6 +215,33 @@ def hub_error(exc: Exception, path: Path | str, endpoint: str, repo_id: str) -> 
         reason = f"cannot store it in the Hugging Face cache: {exc.strerror or exc}"
         return CheckpointError(path, reason, hint="check HF_HOME / HF_HUB_CACHE")
     return CheckpointError(path, f"{type(exc).__name__}: {exc}")
+
+
+class RemoteBytes:
+    """One file on the hub as the byte source of a ``GGUFFile`` (``gguf.Bytes``): ranged requests, counted."""
+
+    block = GGUF_HEADER_BLOCK
+
+    def __init__(self, path: Path, files: HubFiles):
+        self.path = path
+        self.files = files
+        prefix, self.size = files.fetch(path, 0, GGUF_PREFIX)  # the answer's Content-Range gives the size
+        self.head = prefix.tobytes()
+
+    def read(self, offset: int, nbytes: int) -> U8Array:
+        if nbytes <= 0:
+            return np.empty(0, dtype=np.uint8)
+        return self.files.fetch(self.path, offset, nbytes)[0]
+
+    def close(self) -> None:
+        pass
+
+
+def open_remote_gguf(path: Path, files: HubFiles) -> GGUFFile:
+    """A ``GGUFFile`` over the hub's copy of ``path``: the same header walk and rows as on disk."""
+    from .gguf import GGUFFile
+
+    return GGUFFile(path, RemoteBytes(path, files))
 
 
 class RemoteSafetensors:

@@ -362,14 +362,14 @@ def test_a_missing_shard_on_the_hub_is_named(hub, tmp_path):
     assert result.exit_code == 2 and "names shard 'model-00002-of-00002.safetensors', which the repo does not have" in result.stderr
 
 
-def test_a_repo_without_safetensors(hub, tmp_path):
-    folder = tmp_path / "gguf"
+def test_a_repo_without_safetensors_or_gguf(hub, tmp_path):
+    folder = tmp_path / "torch"
     folder.mkdir()
-    (folder / "model.gguf").write_bytes((ROOT / "tests" / "fixtures" / "gguf" / "qwen2_f16.gguf").read_bytes())
-    hub.add_repo("org/gguf", folder)
-    result = run("count", "hf://org/gguf", ok=False)
-    assert result.exit_code == 2 and "no safetensors weights in the repo; it has model.gguf" in result.stderr
-    assert "(hf download org/gguf)" in result.stderr
+    (folder / "pytorch_model.bin").write_bytes(b"PK\x03\x04")
+    hub.add_repo("org/torch", folder)
+    result = run("count", "hf://org/torch", ok=False)
+    assert result.exit_code == 2 and "no safetensors or GGUF weights in the repo; it has pytorch_model.bin" in result.stderr
+    assert "(hf download org/torch)" in result.stderr
 
 
 def test_bad_urls(hub):

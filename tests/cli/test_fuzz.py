@@ -6,8 +6,11 @@ command must end with a clean error (exit 2, ``error: <path>: ...``) or a
 result. When a mutation leaves the header alone, the result must be the
 correct one: ``count`` reads headers only, so it must not change at all.
 
-Deterministic (``derandomize=True``, no example database) and bounded: 1,070
-examples in all (about 12 s of CPU), each command under a ``setitimer`` guard.
+MLX configs get fuzzed quantization settings: any count that comes back is the true dense one. GGUF
+files mutated the same way are also served over hf:// by the fake hub, where the same rules hold.
+
+Deterministic (``derandomize=True``, no example database) and bounded: 1,230
+examples in all (about 20 s of CPU), each command under a ``setitimer`` guard.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from hypothesis import strategies as st
 from lmhead_cli.cli import cli
 
 from hostile import (
+    MLX_D,
     D,
     V,
     config_json,
     gguf_bytes,
+    mlx_checkpoint,
     npy_array,
     st_bytes,
     st_split,
@@ -266,6 +271,61 @@ def test_mutated_gguf(tmp_path, case):
     assert_clean(invoke_guarded("check-tying", "--full", file, "--json"))
     assert_clean(invoke_guarded("doctor", "--full", file, "--json"))
     assert_clean(invoke_guarded("topk", file, hidden, "-k", "3", "--json"))
+    if data_only:
+        baseline = write(tmp_path / "baseline" / "model.gguf", GGUF)
+        expected = assert_clean(invoke_guarded("count", baseline, "--json"), allowed=(0,))
+        assert count is not None and without_paths(count) == without_paths(expected)
+
+
+SETTING_VALUES = st.sampled_from([None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64, 128, -1, 2**40, "4", 4.0, True, [4], {}])
+ENTRY_VALUES = st.one_of(
+    st.sampled_from([False, True, None, "x", 3, [], {}]),
+    st.fixed_dictionaries({"bits": SETTING_VALUES, "group_size": SETTING_VALUES}),
+    st.fixed_dictionaries({"bits": SETTING_VALUES, "group_size": SETTING_VALUES, "mode": st.sampled_from(["affine", "mxfp4", "x", None])}),
+)
+
+
+@fuzz_settings(100)
+@given(
+    top=st.fixed_dictionaries(
+        {"bits": SETTING_VALUES, "group_size": SETTING_VALUES, "mode": st.sampled_from(["affine", "nvfp4", 7, None])}
+    ),
+    entry=st.one_of(st.none(), ENTRY_VALUES),
+    key=st.sampled_from(["quantization", "quantization_config"]),
+)
+def test_fuzzed_mlx_quantization_settings(tmp_path, top, entry, key):
+    """5-bit values in groups of 32, 64 wide: no other MLX setting fits these shapes, so whatever the
+    config says, a count that comes back is the dense one, and topk either reads the head or refuses."""
+
+    def change(config: dict) -> None:
+        del config["quantization"], config["quantization_config"]
+        config[key] = {**top, **({} if entry is None else {"lm_head": entry})}
+
+    folder = mlx_checkpoint(tmp_path / "m", bits=5, group=32, config=change)
+    hidden = write(tmp_path / "h.npy", npy_array(np.ones((2, MLX_D), np.float32)))
+    count = assert_clean(invoke_guarded("count", folder, "--json"))
+    if count is not None and count.get("quantization") and count["quantization"]["method"] == "mlx":
+        assert count["total_params"] == 2 * V * MLX_D + MLX_D
+    assert_clean(invoke_guarded("topk", folder, hidden, "-k", "3", "--json"))
+
+
+@fuzz_settings(60)
+@given(case=mutated(GGUF, GGUF_HEADER_END, GGUF_OTHERS))
+def test_mutated_gguf_over_hf(tmp_path, case, fake_hub, hf_home, monkeypatch):
+    """The same mutations, read from the fake hub by ranged requests: a clean error or the right answer."""
+    from lmhead_cli.formats import remote
+
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    monkeypatch.setattr(remote, "BACKOFF_S", 0.0)
+    blob, data_only = case
+    name = f"fuzz/g{len(fake_hub.repos)}"
+    folder = tmp_path / name.replace("/", "--")
+    write(folder / "model.gguf", blob)
+    fake_hub.add_repo(name, folder)
+    url = f"hf://{name}"
+    count = assert_clean(invoke_guarded("count", url, "--json"))
+    assert_clean(invoke_guarded("check-tying", url, "--fetch-values", "--json"))
+    assert_clean(invoke_guarded("topk", url, _hidden(tmp_path), "-k", "3", "--json"))
     if data_only:
         baseline = write(tmp_path / "baseline" / "model.gguf", GGUF)
         expected = assert_clean(invoke_guarded("count", baseline, "--json"), allowed=(0,))

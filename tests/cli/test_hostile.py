@@ -31,6 +31,7 @@ from safetensors.numpy import save as save_safetensors
 from lmhead_cli.cli import cli
 
 from hostile import (
+    MLX_D,
     PNG_1X1,
     QUANT_LAYOUTS,
     SHARDS,
@@ -39,6 +40,7 @@ from hostile import (
     checkpoint_dir,
     config_json,
     gguf_bytes,
+    mlx_checkpoint,
     npy_array,
     npy_bytes,
     npy_object_array,
@@ -782,3 +784,54 @@ def test_an_unknown_method_is_said_to_be_counted_as_stored(tmp_path):
     data = json.loads(invoke("count", folder, "--json").stdout)
     assert "does not know how hqq stores weights" in data["quantization"]["note"]
     assert "note: lmhead does not know how hqq" in invoke("count", folder).stdout
+
+
+# ---------------------------------------------------------------- MLX (mlx-lm) layouts
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 8])
+def test_valid_mlx_checkpoints_are_counted_and_read(tmp_path, bits):
+    folder = mlx_checkpoint(tmp_path / "m", bits=bits)
+    data = json.loads(invoke("count", folder, "--json").stdout)
+    assert data["total_params"] == 2 * V * MLX_D + MLX_D  # dense-equivalent: embedding, head, norm
+    assert data["quantization"]["head_quantized"] and data["quantization"]["embedding_quantized"]
+    hidden = write(tmp_path / "h.npy", npy_array(np.ones((2, MLX_D), np.float32)))
+    assert invoke("topk", folder, hidden, "-k", "3", "--json").exit_code == 0
+
+
+def _u32(shape: tuple[int, ...]) -> tuple[str, list[int], bytes]:
+    return "U32", list(shape), bytes(4 * int(np.prod(shape)))
+
+
+def _set_mode(mode: object):
+    def change(config: dict) -> None:
+        config["quantization"]["mode"] = config["quantization_config"]["mode"] = mode
+
+    return change
+
+
+def _no_quantization(config: dict) -> None:
+    del config["quantization"], config["quantization_config"]
+
+
+MLX_BREAKAGE = [
+    ({"drop": ("lm_head.biases",)}, r"lm_head is MLX affine-quantized but lm_head\.biases is missing"),
+    ({"change": {"lm_head.weight": _u32((V, 3))}}, r"lm_head\.weight: 3 words and 2 groups per row fit no MLX affine setting"),
+    ({"change": {"lm_head.weight": ("I32", [V, 10], bytes(4 * V * 10))}}, r"lm_head\.weight"),
+    ({"change": {"lm_head.scales": ("F16", [V - 1, 2], bytes(2 * (V - 1) * 2))}}, r"does not match"),
+    (
+        {"change": {"lm_head.biases": ("F32", [V, 2], bytes(4 * V * 2))}},
+        r"lm_head\.biases: F32 \[32, 2\] does not match lm_head\.scales F16",
+    ),
+    ({"config": _set_mode("nvfp4")}, r"mlx-lm quantization mode 'nvfp4' is not supported"),
+    ({"config": _set_mode("mxfp8")}, r"mlx-lm quantization mode 'mxfp8' is not supported"),
+    ({"config": _no_quantization}, r"stored as MLX quantizes it \(uint32 weight, scales, biases\), but config\.json has no"),
+]
+
+
+@pytest.mark.parametrize("spoil, match", MLX_BREAKAGE, ids=[c[1][:32] for c in MLX_BREAKAGE])
+def test_broken_mlx_checkpoints_are_refused(tmp_path, spoil, match):
+    folder = mlx_checkpoint(tmp_path / "m", **spoil)
+    hidden = write(tmp_path / "h.npy", npy_array(np.ones((3, MLX_D), np.float32)))
+    for args in every_command(folder, hidden):
+        assert_input_error(invoke(*args), folder / "model.safetensors", match)

@@ -102,3 +102,40 @@ def test_an_hqq_quantized_head_is_counted_and_refused_by_name(tmp_path):
     result = run("topk", folder, hidden, ok=False)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[0].endswith("lm_head is HQQ-quantized; lmhead cannot dequantize it yet")
+
+
+@pytest.mark.parametrize("case", ["quanto_qint8_head", "quanto_qint4_head"])
+def test_quanto_without_its_qmap_is_still_counted_exactly(case, tmp_path):
+    """Only the safetensors file copied: the tensor names alone say quanto; a packed head whose shape
+    config.json would give is counted in quanto's groups and refused by name, never read by guesswork."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (folder / name).write_bytes((TOOLS / case / name).read_bytes())
+    data = run_json("count", folder)
+    assert data["total_params"] == 278_912 and data["head_params"] == VOCAB * HIDDEN
+    hidden = tmp_path / "hidden.npy"
+    np.save(hidden, np.ones((1, HIDDEN), np.float32))
+    result = run("topk", folder, hidden, "--no-norm", ok=False)
+    if case == "quanto_qint8_head":
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2 and "lm_head is quanto 4/2-bit-quantized; lmhead cannot dequantize it yet" in result.stderr
+
+
+def test_a_quanto_module_missing_its_scale_is_an_error(tmp_path):
+    from hostile import st_raw
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("config.json", "quanto_qmap.json"):
+        (folder / name).write_bytes((TOOLS / "quanto_qint8_head" / name).read_bytes())
+    raw = (TOOLS / "quanto_qint8_head" / "model.safetensors").read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header, data = json.loads(raw[8 : 8 + size]), raw[8 + size :]
+    header.pop("__metadata__", None)
+    kept = {k: (v["dtype"], v["shape"], data[slice(*v["data_offsets"])]) for k, v in header.items() if k != "lm_head.weight._scale"}
+    (folder / "model.safetensors").write_bytes(st_raw(kept))
+    result = run("count", folder, ok=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "lm_head.weight._data looks like part of a quantized module" in result.stderr

@@ -138,7 +138,7 @@ def census(ckpt: Checkpoint, anatomy: HeadAnatomy, tokenizer_vocab: int | None =
         padded_rows=padded,
         head_bits_per_param=8 * matrix_bytes / matrix.numel if matrix.numel else 0.0,
         quantization=_quantization(ckpt, anatomy),
-        warnings=_guessed_roles(ckpt, anatomy, members),
+        warnings=_guessed_roles(ckpt, anatomy, members) + _unknown_method(ckpt),
     )
 
 
@@ -169,12 +169,18 @@ def _quantization(ckpt: Checkpoint, anatomy: HeadAnatomy) -> Quantization | None
     )
 
 
+def _unknown_method(ckpt: Checkpoint) -> tuple[str, ...]:
+    """A method lmhead cannot read the layout of: its counts are the stored ones, so a guess."""
+    note = _unknown_method_note(ckpt.quantization.quant_method if ckpt.quantization else None)
+    return (note,) if note else ()
+
+
 def _unknown_method_note(method: str | None) -> str | None:
     from ..quant.detect import KNOWN_METHODS
 
     if method is None or method in KNOWN_METHODS:
         return None
-    return f"lmhead does not know how {method} stores weights: its tensors are counted as stored, not at their dense size"
+    return f"quantization method {method!r} is unknown to lmhead: its tensors are counted as stored, not at their dense size"
 
 
 def _with_missing_head(groups: tuple[Group, ...], anatomy: HeadAnatomy) -> tuple[Group, ...]:

@@ -8,6 +8,7 @@ optional extra: without it, a clear message says how to enable it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,11 @@ def import_torch(path: Path) -> Any:
 
 def load_state_dict(path: Path) -> dict[str, Any]:
     """The tensors of a PyTorch file, without executing any code from it."""
+    return load_with_metadata(path)[0]
+
+
+def load_with_metadata(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors of a PyTorch file and what it states beside them (HQQ's per-module settings, as JSON)."""
     torch = import_torch(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -72,7 +78,10 @@ def _load_legacy(torch: Any, path: Path) -> Any:
         raise CheckpointError(path, f"cannot load with weights_only=True: {_one_line(exc)}") from exc
 
 
-def _find_state_dict(torch: Any, path: Path, obj: Any) -> dict[str, Any]:
+def _find_state_dict(torch: Any, path: Path, obj: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    hqq = _hqq_modules(torch, obj)
+    if hqq is not None:
+        return hqq
     if isinstance(obj, dict):
         for key in STATE_DICT_KEYS:
             if isinstance(obj.get(key), dict) and any(isinstance(v, torch.Tensor) for v in obj[key].values()):
@@ -80,8 +89,37 @@ def _find_state_dict(torch: Any, path: Path, obj: Any) -> dict[str, Any]:
                 break
         tensors = {str(k).removeprefix(COMPILE_PREFIX): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors:
-            return tensors
+            return tensors, {}
     raise CheckpointError(path, "holds no state dict (a mapping of names to tensors)")
+
+
+def _hqq_modules(torch: Any, obj: Any) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """HQQ's ``qmodel.pt`` (``AutoHQQHFModel.save_quantized``): module name -> that module's state, where a
+    quantized module's holds ``W_q``, ``scale``, ``zero`` and its settings (``shape``, ``nbits``,
+    ``group_size``, ``axis``, ``packing``, ...). The tensors come back as ``<module>.<key>``, the settings
+    as the metadata entry ``hqq`` (JSON), for ``quant/methods/hqq.py``."""
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, dict) for v in obj.values()):
+        return None
+    if not any("W_q" in v for v in obj.values()):
+        return None
+    tensors: dict[str, Any] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for module, state in obj.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{module}.{key}"] = value
+        if "W_q" in state:
+            settings[str(module)] = {k: _plain(v) for k, v in state.items() if not isinstance(v, torch.Tensor) or k == "shape"}
+    return tensors, {"hqq": json.dumps({"writer": "hqq", "modules": settings})}
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON holds it: sizes as lists, dtypes and other objects as their names."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (tuple, list)) or type(value).__name__ == "Size":
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 class TorchFile:
@@ -91,9 +129,9 @@ class TorchFile:
 
     def __init__(self, path: Path):
         self.path = path
-        self.metadata: dict[str, Any] = {}
         self._torch = import_torch(path)
-        self._tensors = load_state_dict(path)
+        self._tensors, found = load_with_metadata(path)
+        self.metadata: dict[str, Any] = dict(found)
         places = _file_offsets(self._torch, path, self._tensors.values())
         numbering: dict[int, int] = {}  # storage address -> index: the address itself is never kept
         self.tensors = [self._info(name, t, places, numbering) for name, t in self._tensors.items()]

@@ -34,7 +34,7 @@ def recognise(
     for row in TABLE:
         side = files.get(row.side_file) if row.side_file else None
         if isinstance(side, dict):
-            return scheme_from(method(row).side_settings(side), row.side_file or "")
+            return scheme_from(method(row).side_settings(side, config), row.side_file or "")
     key = metadata_method(metadata)
     if key is not None:
         return method(next(r for r in TABLE if r.key == key)).metadata_scheme(metadata)

@@ -56,6 +56,14 @@ TABLE: tuple[Registration, ...] = (
     Registration("torchao", ("torchao",), parts=("._weight_qdata", "._weight_scale", ":qdata", ":_data"), metadata=('"Float8Tensor"',)),
     Registration("mxfp4", ("mxfp4",), anchors=("_blocks",)),
     Registration("fp8_scaled", ("fbgemm_fp8",), anchors=(".weight_scale",), loose=(".input_scale",)),
+    Registration(
+        "quanto",
+        ("quanto",),
+        parts=(".weight._scale", ".weight._shift", ".weight._data"),
+        loose=(".input_scale", ".output_scale"),
+        side_file="quanto_qmap.json",
+    ),
+    Registration("hqq", ("hqq",), parts=(".W_q",), declared_parts=(".zero",), metadata=('"writer": "hqq"',)),
     Registration("mlx", ("mlx",), markers=(".biases",), declared_parts=(".scales", ".biases")),
 )
 

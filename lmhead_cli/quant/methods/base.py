@@ -33,9 +33,10 @@ class QuantMethod:
         """(bits, group size) from the method's ``quantization_config``; None where it does not say."""
         return generic_bits_and_group(qc)
 
-    def side_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+    def side_settings(self, settings: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
         """The method's own JSON file beside the weights (``registry.Registration.side_file``) as a
-        ``quantization_config`` would state it."""
+        ``quantization_config`` would state it; ``config`` is config.json (None without one), for a method
+        whose file leaves out what the model's config says."""
         return settings
 
     def metadata_scheme(self, metadata: dict[str, str]) -> Scheme:

@@ -1,4 +1,4 @@
-"""FP8 with ``weight_scale`` (compressed-tensors ``float-quantized``, fbgemm_fp8)."""
+"""FP8 or int8 with ``weight_scale`` (compressed-tensors ``float-quantized`` / ``int-quantized``, fbgemm_fp8)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,18 @@ from .base import QuantMethod, Read
 from .compressed_tensors import ct_weights
 from .fp8_block import fp8_bits_and_group
 
-__all__ = ["FP8", "METHOD"]
+__all__ = ["FP8", "INT8", "METHOD"]
 
 FP8 = Method("FP8", "fp8-scaled", "fp8_scaled")
+INT8 = Method("compressed-tensors int8", "ct-int8", "fp8_scaled")  # W8A8 int: I8 weight + weight_scale
 
 
 class FP8Scaled(QuantMethod):
     """compressed-tensors ``float-quantized`` via ``quantization/lifecycle/forward.py`` ``dequantize``
     (x * scale); fbgemm_fp8 per channel: one scale per tensor, per output row [out, 1], per group
-    [out, in/g], or per block. Its anchor ``.weight_scale`` is shared: it claims late."""
+    [out, in/g], or per block. compressed-tensors ``int-quantized`` (W8A8 int8, the common vLLM
+    layout) stores the same with an I8 ``weight``; ``dequantize`` is the same product (the int8 value
+    widened to the scale's dtype, exact). Its anchor ``.weight_scale`` is shared: it claims late."""
 
     def bits_and_group(self, qc: dict[str, Any]) -> tuple[int | None, int | None]:
         return fp8_bits_and_group(qc)
@@ -34,9 +37,9 @@ class FP8Scaled(QuantMethod):
     def group(
         self, tensors: dict[str, TensorInfo], module: str, anchor: str, scheme: Scheme | None, read: Read, metadata: dict[str, str]
     ) -> QuantizedWeight:
-        data = need(tensors, module, ".weight", "FP8")
+        data = need(tensors, module, ".weight", "FP8 or int8")
         scale = tensors[module + ".weight_scale"]
-        expect(data, FP8_DTYPES, 2)
+        expect(data, (*FP8_DTYPES, "I8"), 2)
         expect(scale, ("F32", "BF16", "F16"))
         out, inputs = data.shape
         sshape = tuple(scale.shape)
@@ -57,8 +60,9 @@ class FP8Scaled(QuantMethod):
         else:
             raise bad(scale, f"shape {list(sshape)} is no FP8 scale layout for {list(data.shape)}")
         found = {"scale": scale, **parts(tensors, module, {"input_scale": ".input_scale", "zero_point": ".weight_zero_point"})}
-        unreadable = "FP8 with a zero point" if "zero_point" in found else None
-        return QuantizedWeight(module + ".weight", FP8, data.shape, 8, data, found, block[1], {"block": block}, unreadable)
+        method = INT8 if data.dtype == "I8" else FP8
+        unreadable = f"{method.value} with a zero point" if "zero_point" in found else None
+        return QuantizedWeight(module + ".weight", method, data.shape, 8, data, found, block[1], {"block": block}, unreadable)
 
     def read_rows(self, qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> np.ndarray:
         """compressed-tensors ``dequantize``: x_q * scale in the scale's dtype."""

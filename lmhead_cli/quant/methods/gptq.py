@@ -45,7 +45,7 @@ class GPTQ(QuantMethod):
     [j*bits, (j+1)*bits); qzeros int32 [groups, out*bits/32] packed along the output dimension;
     scales [groups, out]; g_idx int32 [in] (act-order) maps input row -> group."""
 
-    def side_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+    def side_settings(self, settings: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
         qc = dict(settings)
         qc.setdefault("quant_method", "gptq")  # AutoGPTQ's own file: always GPTQ
         return qc

@@ -30,6 +30,7 @@ EXPECTED = {
     "quanto_qint4": ("quanto", None, "quanto 4/2-bit"),
     "quanto_qint8_head": ("quanto", "quanto 8-bit", "quanto 8-bit"),
     "quanto_qint4_head": ("quanto", "quanto 4/2-bit", "quanto 4/2-bit"),
+    "quanto_qfloat8_head": ("quanto", "quanto 8-bit", "quanto 8-bit"),
     "hqq_4bit": ("hqq", None, "HQQ"),
 }
 

@@ -32,6 +32,7 @@ EXPECTED = {
     "quanto_qint4_head": ("quanto", "quanto 4/2-bit", "quanto 4/2-bit"),
     "quanto_qfloat8_head": ("quanto", "quanto 8-bit", "quanto 8-bit"),
     "hqq_4bit": ("hqq", None, "HQQ"),
+    "hqq_4bit_head": ("hqq", "HQQ", "HQQ"),
 }
 
 
@@ -85,19 +86,18 @@ def test_topk_and_doctor_on_the_tools_checkpoints(case, tmp_path):
     assert doctor["counts"]["total_params"] == 278_912
 
 
-def test_an_hqq_quantized_head_is_counted_and_refused_by_name(tmp_path):
-    """AutoHQQHFModel leaves the head dense; a qmodel.pt whose head is HQQ-quantized is counted at its
-    dense shape, and reading it says HQQ."""
+def test_an_hqq_layout_lmhead_does_not_read_is_counted_and_refused_by_name(tmp_path):
+    """Quantized along axis 0 (hqq's other grouping): counted at the dense shape HQQ states, and
+    reading it names HQQ."""
     torch = pytest.importorskip("torch")
     folder = tmp_path / "m"
     folder.mkdir()
-    state = torch.load(TOOLS / "hqq_4bit" / "qmodel.pt", weights_only=True)
-    state["lm_head"] = dict(state["model.layers.0.mlp.gate_proj"])  # a quantized module's state, [256, 128]
+    state = torch.load(TOOLS / "hqq_4bit_head" / "qmodel.pt", weights_only=True)
+    state["lm_head"]["axis"] = 0
     torch.save(state, folder / "qmodel.pt")
-    config = json.loads((TOOLS / "hqq_4bit" / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 256}))
+    (folder / "config.json").write_bytes((TOOLS / "hqq_4bit_head" / "config.json").read_bytes())
     data = run_json("count", folder)
-    assert data["head_params"] == 256 * HIDDEN and data["quantization"]["head_layout"] == "HQQ"
+    assert data["total_params"] == 278_912 and data["quantization"]["head_layout"] == "HQQ"
     hidden = tmp_path / "hidden.npy"
     np.save(hidden, np.ones((1, HIDDEN), np.float32))
     result = run("topk", folder, hidden, ok=False)

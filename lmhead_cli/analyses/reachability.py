@@ -25,7 +25,7 @@ from ..inputs.tokens import BYTE_ALPHABET, Vocabulary
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["Category", "Reachability", "byte_value", "is_byte_level", "reachability", "reserved"]
+__all__ = ["Category", "Reachability", "byte_value", "is_byte_level", "reachability", "reserved", "reserved_ids"]
 
 SPACE_MARKS = " ▁_Ġ"  # a first token starting with one of these: the tokenizer put a space before the text
 PREFIXES = ("«", "»")
@@ -69,7 +69,7 @@ def reachability(vocab: Vocabulary | None, rows: int, specials: frozenset[int] =
     known = min(rows, vocab.size) if vocab is not None else 0
     if vocab is not None:
         categories[known:] = Category.PADDING
-    placeholders = frozenset(i for i in range(known) if reserved(vocab.raw(i) or "")) if vocab is not None else frozenset()
+    placeholders = frozenset(reserved_ids(vocab.raws(known))) if vocab is not None else frozenset()
     try:
         tokenizer = vocab.tokenizer() if vocab is not None else None
     except TokenizerError as exc:  # a GGUF whose metadata lmhead cannot build a tokenizer from
@@ -82,9 +82,11 @@ def reachability(vocab: Vocabulary | None, rows: int, specials: frozenset[int] =
     for start in range(0, known, BATCH):  # a batch at a time: 262,144 Encodings at once would hold hundreds of MB
         ids = range(start, min(start + BATCH, known))
         texts, encoded = _round_trip_prefixed(tokenizer, ids) if prefixed else _round_trip(tokenizer, ids)
-        for i, text, back in zip(ids, texts, encoded, strict=True):
-            category = Category.OK if back == [i] and i not in specials else _category(i, text, back, specials)
-            categories[i] = category
+        categories[ids.start : ids.stop] = Category.OK  # most tokens; the others are looked at one by one
+        odd = [k for k, (i, back) in enumerate(zip(ids, encoded, strict=True)) if back != [i] or i in specials]
+        for k in odd:
+            i, back = ids[k], encoded[k]
+            category = categories[i] = _category(i, texts[k], back, specials)
             if category in UNREACHABLE:
                 reencoded[i] = back
     return Reachability(categories, frozenset(specials), True, reencoded, placeholders)
@@ -111,7 +113,8 @@ def _adds_space(tokenizer: Tokenizer) -> bool:
 def _round_trip(tokenizer: Tokenizer, ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:
     """Every id's text and the ids that text encodes to, without special tokens added."""
     texts = tokenizer.decode_batch([[i] for i in ids], skip_special_tokens=False)
-    return texts, [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # the same ids, no offsets (tokenizers >= 0.21)
+    return texts, [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
 def _round_trip_prefixed(tokenizer: Tokenizer, ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:
@@ -161,6 +164,11 @@ def byte_value(raw: str, byte_level: bool) -> int | None:
 def is_byte_level(raws: Sequence[str | None]) -> bool:
     """GPT-2-style byte-level BPE: more than a tenth of the tokens start with Ġ (its space)."""
     return sum(1 for r in raws if r and r.startswith("Ġ")) > len(raws) / 10
+
+
+def reserved_ids(raws: Sequence[str | None]) -> list[int]:
+    """The ids of the reserved placeholders among ``raws`` (every one is spelled <...> or [...])."""
+    return [i for i, r in enumerate(raws) if r and r[0] in "<[" and reserved(r)]
 
 
 def reserved(raw: str) -> bool:

@@ -122,18 +122,24 @@ class _Header:
         self.path = path
         self.pos = 0
         self.keep_all = keep_all  # every array element, exact and strict: a tokenizer's arrays, read on demand
+        self.strict_tokens = False  # tokenizer.ggml.tokens was read and every token is UTF-8
 
     def take(self, n: int) -> int:
         """Claim ``n`` bytes at the cursor; returns where they start."""
         start = self.pos
-        if n > self.size - start:
-            raise CheckpointError(
-                self.path, f"file ends early: the GGUF header needs bytes up to {start + n:,}, but the file has {self.size:,} (truncated?)"
-            )
+        self._need(n)
         self.pos = start + n
-        if self.pos > len(self.data):
-            self._extend(self.pos)
         return start
+
+    def _need(self, n: int) -> None:
+        """The ``n`` bytes at the cursor are in the file and in ``data``."""
+        end = self.pos + n
+        if end > self.size:
+            raise CheckpointError(
+                self.path, f"file ends early: the GGUF header needs bytes up to {end:,}, but the file has {self.size:,} (truncated?)"
+            )
+        if end > len(self.data):
+            self._extend(end)
 
     def _extend(self, end: int) -> None:
         """Read on to at least byte ``end`` (doubling, so a long header costs few reads)."""
@@ -155,6 +161,26 @@ class _Header:
         at = self.take(8)
         (n,) = U64.unpack_from(self.data, at)
         self.take(n)
+
+    def raw_strings(self, count: int) -> list[bytes]:
+        """``count`` strings one after another (a vocabulary): ``raw_string``'s loop, its checks inlined."""
+        out = []
+        data, pos = self.data, self.pos
+        for _ in range(count):
+            if pos + 8 > len(data):
+                self.pos = pos
+                self._need(8)
+                data = self.data
+            (n,) = U64.unpack_from(data, pos)
+            pos += 8
+            if pos + n > len(data):
+                self.pos = pos
+                self._need(n)
+                data = self.data
+            out.append(data[pos : pos + n])
+            pos += n
+        self.pos = pos
+        return out
 
     def name(self, what: str) -> str:
         raw = self.raw_string()
@@ -187,10 +213,15 @@ class _Header:
             return self._whole_array(key, item, count, depth)
         keep = count <= MAX_KEPT_ARRAY
         if item == GGUFValueType.STRING and key == TOKENS_KEY:  # kept whole: token strings for display
-            return [self.raw_string().decode("utf-8", errors="backslashreplace") for _ in range(count)]
+            raws = self.raw_strings(count)
+            try:
+                tokens = [raw.decode("utf-8") for raw in raws]
+                self.strict_tokens = True  # as metadata_array would read them: no need to read them again
+            except UnicodeDecodeError:
+                tokens = [raw.decode("utf-8", errors="backslashreplace") for raw in raws]
+            return tokens
         if item == GGUFValueType.STRING and not keep:  # merges: walked, not decoded
-            for _ in range(count):
-                self.skip_string()
+            self.raw_strings(count)
             return None
         if item in SCALARS and item != GGUFValueType.BOOL:
             fmt = SCALARS[item]
@@ -205,14 +236,12 @@ class _Header:
     def _whole_array(self, key: str, item: GGUFValueType, count: int, depth: int) -> list[Any]:
         """Every element: strings as strict UTF-8, numbers exactly as stored (count already checked)."""
         if item == GGUFValueType.STRING:
-            out = []
-            for i in range(count):
-                raw = self.raw_string()
-                try:
-                    out.append(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise CheckpointError(self.path, f"metadata {key!r} element {i:,} is not UTF-8 text ({raw[:40]!r})") from None
-            return out
+            raws = self.raw_strings(count)
+            try:
+                return [raw.decode("utf-8") for raw in raws]
+            except UnicodeDecodeError:
+                i, raw = next((i, raw) for i, raw in enumerate(raws) if not _is_utf8(raw))
+                raise CheckpointError(self.path, f"metadata {key!r} element {i:,} is not UTF-8 text ({raw[:40]!r})") from None
         if item in SCALARS:
             dtype = np.dtype(SCALARS[item])
             start = self.take(count * dtype.itemsize)
@@ -224,6 +253,14 @@ class _Header:
             return GGUFValueType(vtype)
         except ValueError:
             raise CheckpointError(self.path, f"metadata {key!r} has unknown value type {vtype}") from None
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _shortest(value: float) -> float:
@@ -330,6 +367,7 @@ class GGUFFile:
             self._source.close()
             raise CheckpointError(path, f"not a valid GGUF file: {exc}") from exc
         self._header = h.data[: h.pos]  # kept: a tokenizer's arrays are walked again from these bytes, never read twice
+        self._strict_tokens = h.strict_tokens  # the header walk's tokens are metadata_array's
         self.header_bytes = h.pos  # where the last tensor entry ends
         self.tensors.sort(key=lambda t: _offset(t))
 
@@ -345,6 +383,8 @@ class GGUFFile:
         """
         if key not in self._arrays:
             raise CheckpointError(self.path, f"metadata {key!r} is not an array in this file")
+        if key == TOKENS_KEY and self._strict_tokens and self.tokens is not None:
+            return list(self.tokens)  # decoded strictly already, by the header walk
         try:
             h = _Header(self._source, self.path, keep_all=True, data=self._header)
             h.take(self._arrays[key])  # up to where the array starts

@@ -192,12 +192,12 @@ def read_gguf_vocab(reader: TokenizerMetadata) -> GGUFVocab:
             hint=_HINT,
         )
     tokens = reader.metadata_array("tokenizer.ggml.tokens")
-    if not tokens or not all(isinstance(t, str) for t in tokens):
+    if not tokens or not set(map(type, tokens)) <= {str}:
         raise TokenizerError(source, "tokenizer.ggml.tokens is missing or not a list of strings", hint=_HINT)
     types = _optional_array(reader, "tokenizer.ggml.token_type", int, len(tokens))
     scores = _optional_array(reader, "tokenizer.ggml.scores", float, len(tokens))
     merges = reader.metadata_array("tokenizer.ggml.merges") if "tokenizer.ggml.merges" in reader.array_keys() else None
-    if merges is not None and not all(isinstance(m, str) and len(m.split(" ")) == 2 for m in merges):
+    if merges is not None and not (set(map(type, merges)) <= {str} and all(m.count(" ") == 1 for m in merges)):
         raise TokenizerError(f"{reader.path} (tokenizer.ggml.merges)", "merges must be strings of two tokens separated by one space")
     add_bos = meta.get("tokenizer.ggml.add_bos_token")
     return GGUFVocab(
@@ -238,7 +238,8 @@ def _optional_array(reader: TokenizerMetadata, key: str, kind: type, n: int) -> 
     if key not in reader.array_keys():
         return None
     values = reader.metadata_array(key)
-    if len(values) != n or not all(isinstance(v, kind) and not isinstance(v, bool) or kind is float and isinstance(v, int) for v in values):
+    allowed = {float, int} if kind is float else {kind}  # type(), not isinstance: a bool is not an int here
+    if len(values) != n or not set(map(type, values)) <= allowed:
         raise TokenizerError(f"{reader.path} ({key})", f"expected {n:,} {kind.__name__} values, one per token, found {len(values):,}")
     return values
 
@@ -319,6 +320,8 @@ def _phi3(vocab: GGUFVocab) -> Tokenizer:
 
 def _merges(vocab: GGUFVocab, pieces: list[str], scores: Mapping[str, float] | None) -> list[tuple[str, str]]:
     """The file's merges, or every split of a piece into two pieces, best-scored piece first."""
+    import numpy as np
+
     if vocab.merges is not None:
         return [_pair(m) for m in vocab.merges]
     if scores is None:
@@ -329,16 +332,22 @@ def _merges(vocab: GGUFVocab, pieces: list[str], scores: Mapping[str, float] | N
                 hint=_HINT,
             )
         scores = dict(zip(pieces, vocab.scores, strict=True))
-    ids = {piece: i for i, piece in enumerate(pieces)}
-    found: list[tuple[str, str, float]] = []
-    for piece, score in scores.items():
-        pairs = [(piece[:cut], piece[cut:]) for cut in range(1, len(piece)) if piece[:cut] in ids and piece[cut:] in ids]
-        pairs.sort(key=lambda pair: (ids[pair[0]], ids[pair[1]]))
-        found.extend((left, right, score) for left, right in pairs)
-    # Best score first; among equal scores the shorter left then right part first... from the end:
-    # Python's sort is stable, so a descending sort keeps equal keys in the order found.
-    found.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)
-    return [(left, right) for left, right, _ in found]
+    known = set(pieces)
+    merges: list[tuple[str, str]] = []
+    keys: list[float] = []
+    for piece, score in scores.items():  # a piece's splits, pieces in the order the scores name them
+        for cut in range(1, len(piece)):
+            left = piece[:cut]
+            if left in known and (right := piece[cut:]) in known:
+                merges.append((left, right))
+                keys.append(score)
+    # Best score first; among equal scores the longer left part, then the longer right part; among
+    # equal keys the order found (a stable sort). One piece's splits never tie: their left parts'
+    # lengths differ.
+    left_len = np.fromiter((len(m[0]) for m in merges), dtype=np.int64, count=len(merges))
+    right_len = np.fromiter((len(m[1]) for m in merges), dtype=np.int64, count=len(merges))
+    order = np.lexsort((-right_len, -left_len, -np.asarray(keys, dtype=np.float64)))  # last key first
+    return [merges[i] for i in order.tolist()]
 
 
 def _pair(merge: str) -> tuple[str, str]:
@@ -384,8 +393,9 @@ def _add_special_tokens(tokenizer: Tokenizer, vocab: GGUFVocab) -> None:
     ]
     if control:
         tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in control])
-    known = tokenizer.get_vocab(with_added_tokens=True)
-    user = [t for t, kind in zip(vocab.tokens, types, strict=True) if kind == TokenType.USER_DEFINED and t in known]
+    user = [
+        t for t, kind in zip(vocab.tokens, types, strict=True) if kind == TokenType.USER_DEFINED and tokenizer.token_to_id(t) is not None
+    ]
     if user:
         tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in user])
     added = {str(t.content) for t in tokenizer.get_added_tokens_decoder().values()}

@@ -104,6 +104,12 @@ class Vocabulary:
             return self._tokens[token_id]
         return self._tokenizer.id_to_token(token_id) if self._tokenizer is not None else None
 
+    def raws(self, n: int) -> list[str | None]:
+        """``raw`` of ids 0 .. n-1 (n at most ``size``), at once."""
+        if self._tokens is not None and n <= len(self._tokens):
+            return list(self._tokens[:n])
+        return [self.raw(i) for i in range(n)]
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; with ``add_special``, BOS/EOS as the model's own tokenizer adds them."""
         if self._tokenizer is None and self._build is not None:

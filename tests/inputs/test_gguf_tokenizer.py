@@ -14,9 +14,9 @@ import gguf
 import numpy as np
 import pytest
 
-from lmhead_cli.core.errors import TokenizerError
+from lmhead_cli.core.errors import CheckpointError, TokenizerError
 from lmhead_cli.formats.gguf import GGUFFile
-from lmhead_cli.inputs.gguf_tokenizer import build_tokenizer, read_gguf_vocab
+from lmhead_cli.inputs.gguf_tokenizer import GGUFVocab, _merges, build_tokenizer, read_gguf_vocab
 
 from conftest import ROOT, run, run_json
 
@@ -198,6 +198,37 @@ def test_long_arrays_are_read_whole_and_exactly(tmp_path):
     assert len(reader.metadata_array("tokenizer.ggml.tokens")) == n
     with pytest.raises(Exception, match="not an array"):
         reader.metadata_array("general.architecture")
+
+
+def test_tokens_read_by_the_header_walk_are_those_a_strict_read_gives(tmp_path):
+    """The header walk decodes the vocabulary once; metadata_array hands out the same strings (a copy)
+    when every token was UTF-8, and reads strictly again, refusing by element, when one was not."""
+    tokens = ["<unk>", "a", "\u2581b", "é"]
+    for name, listed in (("ok", tokens), ("bad", [tokens[0], b"\xff\xfe", *tokens[2:]])):
+        writer = gguf.GGUFWriter(str(tmp_path / f"{name}.gguf"), "llama")
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(listed)
+        writer.add_tensor("token_embd.weight", np.ones((4, 8), np.float32))
+        writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    ok = GGUFFile(tmp_path / "ok.gguf")
+    read = ok.metadata_array("tokenizer.ggml.tokens")
+    assert read == tokens and read is not ok.tokens
+    bad = GGUFFile(tmp_path / "bad.gguf")
+    assert bad.tokens == ["<unk>", "\\xff\\xfe", "\u2581b", "é"]  # shown, escaped
+    with pytest.raises(CheckpointError, match="element 1 is not UTF-8 text"):
+        bad.metadata_array("tokenizer.ggml.tokens")
+
+
+def test_merges_derived_from_tied_scores_keep_the_documented_order():
+    """Best score first; among equal scores the longer left part, then the longer right part, then the
+    order the pieces come in. Expected order worked out by hand from that rule."""
+    pieces = ["a", "b", "c", "ab", "bc", "abc", "ca"]
+    vocab = GGUFVocab(
+        source="t", model="llama", pre=None, architecture="llama", tokens=pieces, token_types=None,
+        scores=[0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0], merges=None,
+        bos_id=None, eos_id=None, unk_id=None, pad_id=None, add_bos=False, add_eos=False,
+    )  # fmt: skip
+    assert _merges(vocab, pieces, None) == [("ab", "c"), ("a", "bc"), ("a", "b"), ("b", "c"), ("c", "a")]
 
 
 # ---------------------------------------------------------------- the README's sample, converted

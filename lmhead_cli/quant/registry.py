@@ -64,7 +64,8 @@ TABLE: tuple[Registration, ...] = (
         side_file="quanto_qmap.json",
     ),
     Registration("hqq", ("hqq",), parts=(".W_q",), declared_parts=(".zero",), metadata=('"writer": "hqq"',)),
-    Registration("mlx", ("mlx",), markers=(".biases",), declared_parts=(".scales", ".biases")),
+    # ".scales": the float modes store no biases; without a config, only MLX's stray check names such a module
+    Registration("mlx", ("mlx",), markers=(".biases", ".scales"), declared_parts=(".scales", ".biases")),
 )
 
 

@@ -826,8 +826,8 @@ MLX_BREAKAGE = [
         {"change": {"lm_head.biases": ("F32", [V, 2], bytes(4 * V * 2))}},
         r"lm_head\.biases: F32 \[32, 2\] does not match lm_head\.scales F16",
     ),
-    ({"config": _set_mode("nvfp4")}, r"mlx-lm quantization mode 'nvfp4' is not supported"),
-    ({"config": _set_mode("mxfp8")}, r"mlx-lm quantization mode 'mxfp8' is not supported"),
+    ({"config": _set_mode("nvfp4")}, r"MLX nvfp4 stores no biases, but this module has them"),
+    ({"config": _set_mode("fp6")}, r"mlx-lm quantization mode 'fp6' is not supported"),
     ({"config": _no_quantization}, r"stored as MLX quantizes it \(uint32 weight, scales, biases\), but config\.json has no"),
 ]
 

@@ -25,7 +25,7 @@ from conftest import ROOT, run_json
 
 MLX = ROOT / "tests" / "fixtures" / "mlx"
 CASES = sorted(p.name for p in MLX.iterdir() if (p / "reference.npz").is_file())
-REFUSED = "tied_mxfp4"
+FLOAT_MODES = {"mxfp4", "nvfp4", "mxfp8"}  # uint8 scales, no biases
 VOCAB, HIDDEN = 256, 128
 DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 
@@ -43,8 +43,10 @@ def reference(case: str) -> tuple[Path, dict, dict[str, np.ndarray]]:
 def test_the_fixtures_cover_every_width_group_and_layout():
     refs = [reference(case)[1] for case in CASES]
     quantized = [m for ref in refs for m in ref["quantized"].values()]
-    assert {m["bits"] for m in quantized} == {2, 3, 4, 5, 6, 8}
-    assert {m["group_size"] for m in quantized} == {32, 64, 128}
+    affine = [m for m in quantized if m["mode"] == "affine"]
+    assert {m["bits"] for m in affine} == {2, 3, 4, 5, 6, 8}
+    assert {m["group_size"] for m in affine} == {32, 64, 128}
+    assert {m["mode"] for m in quantized} == {"affine"} | FLOAT_MODES
     assert {(r["tied"], r["head_quantized"], r["embedding_quantized"]) for r in refs} == {
         (True, True, True),
         (False, True, True),
@@ -62,11 +64,14 @@ def test_count_is_the_source_models_num_parameters(case):
     assert data["total_params"] == ref["num_parameters"]
     assert data["tied"] is ref["tied"]
     q = data["quantization"]
-    assert q["method"] == "mlx" and q["layouts"] == ["MLX affine"] and q["source"] == "config.json quantization (mlx-lm)"
+    head = ref["quantized"]["model.embed_tokens" if ref["tied"] else "lm_head"]
+    float_mode = head["mode"] in FLOAT_MODES
+    layout = "MLX microscaled float" if float_mode else "MLX affine"
+    assert q["method"] == "mlx" and q["layouts"] == [layout] and q["source"] == "config.json quantization (mlx-lm)"
     assert q["head_quantized"] is ref["head_quantized"] and q["embedding_quantized"] is ref["embedding_quantized"]
     assert data["head_params"] == VOCAB * HIDDEN
-    head = ref["quantized"]["model.embed_tokens" if ref["tied"] else "lm_head"]
-    expected_bits = head["bits"] + 2 * 16 / head["group_size"]  # packed bits plus a 16-bit scale and bias per group
+    # packed bits plus, per group, an 8-bit scale (float modes) or a 16-bit scale and bias (affine)
+    expected_bits = head["bits"] + (8 if float_mode else 2 * 16) / head["group_size"]
     assert data["head_bits_per_param"] == pytest.approx(expected_bits)
 
 
@@ -131,8 +136,14 @@ def every_command_fails(folder: Path, tmp_path: Path, match: str) -> None:
     assert line.startswith("error: ") and match in line, line
 
 
-def test_an_unsupported_mode_is_refused_naming_it(tmp_path):
-    every_command_fails(MLX / REFUSED, tmp_path, "mlx-lm quantization mode 'mxfp4' is not supported")
+def test_a_float_mode_model_without_its_config_is_refused_naming_mlx(tmp_path):
+    folder = spoiled(tmp_path, "untied_mxfp8", config=_drop_quantization)
+    every_command_fails(folder, tmp_path, "as MLX quantizes it (uint32 weight, uint8 scales: a float mode), but config.json has no")
+
+
+def test_an_nvfp4_global_scale_is_refused_naming_it(tmp_path):
+    folder = spoiled(tmp_path, "untied_nvfp4", tensors=lambda t: t.update({"lm_head.global_scale": np.ones(1, np.float32)}))
+    every_command_fails(folder, tmp_path, "MLX nvfp4 with a global scale (mlx-lm's per-expert nvfp4) is not supported")
 
 
 def spoiled(tmp_path: Path, case: str, config=None, tensors=None) -> Path:
@@ -186,8 +197,9 @@ def _retype(name: str, change):
 
 
 SPOILED = {
-    "nvfp4 mode": (dict(config=_mode("nvfp4")), "mlx-lm quantization mode 'nvfp4' is not supported"),
-    "mxfp8 mode": (dict(config=_mode("mxfp8")), "mlx-lm quantization mode 'mxfp8' is not supported"),
+    "a mode mlx does not have": (dict(config=_mode("fp3")), "mlx-lm quantization mode 'fp3' is not supported"),
+    "nvfp4 mode over affine tensors": (dict(config=_mode("nvfp4")), "MLX nvfp4 stores no biases, but this module has them"),
+    "mxfp8 mode over affine tensors": (dict(config=_mode("mxfp8")), "MLX mxfp8 stores no biases, but this module has them"),
     "no quantization in config.json": (
         dict(config=_drop_quantization),
         'is stored as MLX quantizes it (uint32 weight, scales, biases), but config.json has no "quantization"',

@@ -1,4 +1,6 @@
-"""MLX (mlx-lm): affine groups packed into uint32 words, with a scale and a bias per group.
+"""MLX (mlx-lm): affine groups packed into uint32 words, with a scale and a bias per group; or the
+microscaled float modes (``mxfp4``, ``nvfp4``, ``mxfp8``): codes packed the same way, one uint8 scale
+per group, no bias.
 
 mlx-lm's ``convert -q`` (``mlx_lm.utils.quantize_model``) replaces each quantized linear or embedding's
 ``<module>.weight`` by packed uint32 words ``[out, in * bits / 32]`` and stores ``<module>.scales`` and
@@ -23,14 +25,18 @@ from ..raw import Stored, as_float32, round_to
 from ..scheme import Method, QuantizedWeight, Scheme, int_setting
 from .base import QuantMethod, Read
 
-__all__ = ["METHOD", "MLX_AFFINE", "is_mlx_settings"]
+__all__ = ["METHOD", "MLX_AFFINE", "MLX_FLOAT", "is_mlx_settings"]
 
 MLX_AFFINE = Method("MLX affine", "mlx", "mlx")
+MLX_FLOAT = Method("MLX microscaled float", "mlx-fp", "mlx")  # mxfp4 / nvfp4 / mxfp8
 QUANT_METHOD = "mlx"  # the name lmhead gives a config that mlx-lm wrote (it writes no quant_method)
 BITS = (2, 3, 4, 5, 6, 8)  # affine widths mlx packs
 GROUPS = (32, 64, 128)
 MODE_DEFAULTS = {"affine": (64, 4), "mxfp4": (32, 4), "nvfp4": (16, 4), "mxfp8": (32, 8)}  # mlx_lm quantize_model's defaults
 SETTING_KEYS = {"group_size", "bits", "mode"}
+FLOAT_MODES = ("mxfp4", "nvfp4", "mxfp8")  # each with the one group size and width of MODE_DEFAULTS
+# E2M1 magnitudes by a 4-bit code's low three bits (the OCP MX format; mlx's fp4 table); bit 3 is the sign
+E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float32)
 
 
 def is_mlx_settings(qc: dict[str, Any]) -> bool:
@@ -60,8 +66,10 @@ class MLX(QuantMethod):
         scales = tensors[module + ".scales"]
         declared = _declared(scheme, module, scales)
         mode = declared.get("mode") or scheme.settings.get("mode") or "affine"
+        if mode in FLOAT_MODES:
+            return _float_weight(tensors, module, weight, scales, mode, declared)
         if mode != "affine":
-            raise bad(scales, f"mlx-lm quantization mode {mode!r} is not supported (lmhead reads mlx-lm's affine mode)")
+            raise bad(scales, f"mlx-lm quantization mode {mode!r} is not supported (lmhead reads {', '.join(('affine', *FLOAT_MODES))})")
         biases = need(tensors, module, ".biases", "MLX affine")
         expect(weight, ("U32",), 2)
         expect(scales, ("BF16", "F16", "F32"), 2)
@@ -86,16 +94,24 @@ class MLX(QuantMethod):
             return None
         module = name[: -len(".scales")]
         weight = tensors.get(module + ".weight")
-        if module + ".biases" in tensors and weight is not None and weight.dtype == "U32":
-            return CheckpointError(
-                info.file,
-                f'{module} is stored as MLX quantizes it (uint32 weight, scales, biases), but config.json has no "quantization" '
-                "saying how: lmhead cannot tell its bits and group size",
-                hint="use the config.json mlx-lm wrote beside the weights",
-            )
-        return None
+        if weight is None or weight.dtype != "U32":
+            return None
+        if module + ".biases" in tensors:
+            parts = "uint32 weight, scales, biases"
+        elif info.dtype == "U8":
+            parts = "uint32 weight, uint8 scales: a float mode"
+        else:
+            return None
+        return CheckpointError(
+            info.file,
+            f'{module} is stored as MLX quantizes it ({parts}), but config.json has no "quantization" '
+            "saying how: lmhead cannot tell its bits and group size",
+            hint="use the config.json mlx-lm wrote beside the weights",
+        )
 
     def read_rows(self, qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> np.ndarray:
+        if qw.method is MLX_FLOAT:
+            return _float_rows(qw, start, stop, stored)
         bits, inputs, group = qw.bits, qw.shape[1], qw.group_size
         assert group is not None  # set by group()
         words = stored.rows(qw.data, start, stop)  # (C, in * bits / 32) uint32
@@ -107,6 +123,57 @@ class MLX(QuantMethod):
         q3 = q.reshape(q.shape[0], inputs // group, group).astype(np.float32)  # (C, G, g)
         scaled = round_to(scales[:, :, None] * q3, dtype)  # exact in float32 (a 16-bit scale times a small integer), then rounded
         return round_to(scaled + biases[:, :, None], dtype).reshape(q.shape[0], inputs)
+
+
+def _float_weight(
+    tensors: dict[str, TensorInfo], module: str, weight: TensorInfo, scales: TensorInfo, mode: str, declared: dict[str, Any]
+) -> QuantizedWeight:
+    """``mx.quantize(w, mode=...)`` for mxfp4 / nvfp4 / mxfp8: uint32 words of codes, uint8 scales, no biases."""
+    if module + ".biases" in tensors:
+        raise bad(tensors[module + ".biases"], f"MLX {mode} stores no biases, but this module has them")
+    if module + ".global_scale" in tensors:
+        raise bad(tensors[module + ".global_scale"], f"MLX {mode} with a global scale (mlx-lm's per-expert nvfp4) is not supported")
+    expect(weight, ("U32",), 2)
+    expect(scales, ("U8",), 2)
+    group, bits = MODE_DEFAULTS[mode]
+    said = {k: int_setting(declared.get(k)) for k in ("group_size", "bits") if declared.get(k) is not None}
+    if said.get("group_size", group) != group or said.get("bits", bits) != bits:
+        raise bad(scales, f"config.json's quantization entry {declared!r}: mlx's {mode} has {bits} bits in groups of {group}")
+    out, words = weight.shape
+    if scales.shape[0] != out or words * 32 // bits != scales.shape[1] * group:
+        raise bad(weight, f"{words} words and {list(scales.shape)} scales do not fit {mode} ({bits} bits, groups of {group})")
+    return QuantizedWeight(
+        name=module + ".weight",
+        method=MLX_FLOAT,
+        shape=(out, words * 32 // bits),
+        bits=bits,
+        data=weight,
+        parts={"scales": scales},
+        group_size=group,
+        layout={"mode": mode},
+    )
+
+
+def _float_rows(qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> np.ndarray:
+    """``mx.dequantize(w, scales, mode=...)``: each code's value (E2M1, or E4M3 for mxfp8) times its
+    group's scale (E8M0: 2^(e - 127), 255 an infinity there; nvfp4: E4M3), rounded to bfloat16, the
+    dtype mx.dequantize returns for uint8 scales. Checked bit for bit against mlx 0.32 (extremes included)."""
+    mode, inputs, group = qw.layout["mode"], qw.shape[1], qw.group_size
+    assert group is not None  # set by _float_weight
+    codes = unpack_stream(stored.rows(qw.data, start, stop), qw.bits, inputs)  # (C, in) uint8
+    if qw.bits == 4:
+        values = E2M1[codes & 0x07] * np.where(codes & 0x08, np.float32(-1), np.float32(1))  # (C, in)
+    else:
+        values = as_float32(codes, "F8_E4M3")  # (C, in)
+    raw = stored.rows(qw.parts["scales"], start, stop)  # (C, in / g) uint8
+    if mode == "nvfp4":
+        scale = as_float32(raw, "F8_E4M3")
+    else:
+        with np.errstate(over="ignore"):
+            scale = np.ldexp(np.float32(1), raw.astype(np.int32) - 127).astype(np.float32)  # exact
+    with np.errstate(over="ignore", invalid="ignore"):  # 0 x inf is NaN in mlx too
+        product = values.reshape(len(values), inputs // group, group) * scale[:, :, None]  # (C, G, g)
+    return round_to(product.reshape(len(values), inputs), "bfloat16")
 
 
 def unpack_stream(words: np.ndarray, bits: int, inputs: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from ..core.dtypes import NARROW_FLOATS, to_float32
 from ..core.errors import CheckpointError
 from ..formats.base import Reader, TensorInfo
 
-__all__ = ["STORAGE", "Stored", "as_float32", "round_to"]
+__all__ = ["E2M1", "STORAGE", "Stored", "as_float32", "e2m1_values", "e8m0_scales", "round_to"]
 
 SMALL_BYTES = 1 << 20  # whole tensors up to this size (maps, g_idx, nested scales) are kept once read
 
@@ -129,3 +129,19 @@ def round_to(values: np.ndarray, dtype: str | None) -> np.ndarray:
         rounded = np.where(np.isnan(values), bits | 0x00400000, rounded).astype(np.uint32)
         return rounded.view(np.float32)
     return values.astype(np.float32, copy=False)
+
+
+# E2M1 magnitudes by a 4-bit code's low three bits (the OCP MX format: compressed-tensors' kE2M1ToFloat,
+# mlx's fp4 table); bit 3 is the sign
+E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float32)
+
+
+def e2m1_values(codes: np.ndarray) -> np.ndarray:
+    """4-bit E2M1 codes (any shape, uint8) -> their float32 values, exactly."""
+    return E2M1[codes & 0x07] * np.where(codes & 0x08, np.float32(-1), np.float32(1))
+
+
+def e8m0_scales(raw: np.ndarray) -> np.ndarray:
+    """E8M0 exponents (uint8) -> 2^(e - 127) in float32, exactly; 255 gives inf, as the tools' own code does."""
+    with np.errstate(over="ignore"):
+        return np.ldexp(np.float32(1), raw.astype(np.int32) - 127).astype(np.float32)

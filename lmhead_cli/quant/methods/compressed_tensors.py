@@ -10,7 +10,7 @@ from ...core.errors import CheckpointError
 from ...formats.base import TensorInfo
 from ..dequant import FLOAT_NAMES, groups_of, unpack
 from ..layouts import bad, expect, group_count, need, parts
-from ..raw import Stored, as_float32, round_to
+from ..raw import Stored, as_float32, e2m1_values, e8m0_scales, round_to
 from ..scheme import Method, QuantizedWeight, Scheme, int_setting
 from .base import QuantMethod, Read
 
@@ -150,22 +150,17 @@ def _fp4(tensors: dict[str, TensorInfo], module: str, packed: TensorInfo, scale:
     return QuantizedWeight(module + ".weight", CT_FP4, (out, inputs), 4, packed, found, group, {"format": fmt})
 
 
-# E2M1 magnitudes by the code's low three bits (compressed-tensors ``kE2M1ToFloat``); bit 3 is the sign
-E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float32)
-
-
 def _fp4_rows(qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> np.ndarray:
     """compressed-tensors ``unpack_fp4_from_uint8`` then ``dequantize`` as ``decompress`` calls it: the
     scale widened to bfloat16 (E8M0: 2^(e - 127)); NVFP4 divides it by the float32 global scale
     (float32 from there on); codes times scale, rounded to bfloat16."""
     codes = stored.rows(qw.data, start, stop)  # (C, in/2) uint8
     nibbles = np.stack((codes & 0x0F, codes >> 4), axis=-1).reshape(stop - start, -1)  # (C, in), low nibble first
-    q = E2M1[nibbles & 0x07] * np.where(nibbles & 0x08, np.float32(-1), np.float32(1))  # (C, in)
+    q = e2m1_values(nibbles)  # (C, in)
     scale_info = qw.parts["scale"]
     raw = stored.rows(scale_info, start, stop)  # (C, G)
     if qw.layout["format"] == "MXFP4":
-        with np.errstate(over="ignore"):
-            scale = np.ldexp(np.float32(1), raw.astype(np.int32) - 127).astype(np.float32)  # exact; 255 gives inf, as there
+        scale = e8m0_scales(raw)
     else:
         scale = as_float32(raw, scale_info.dtype)
         scale = scale / stored.whole(qw.parts["global_scale"]).reshape(-1)[0].astype(np.float32)  # (C, G) float32

@@ -21,7 +21,7 @@ import numpy as np
 from ...core.errors import CheckpointError
 from ...formats.base import TensorInfo
 from ..layouts import bad, expect, need
-from ..raw import Stored, as_float32, round_to
+from ..raw import Stored, as_float32, e2m1_values, e8m0_scales, round_to
 from ..scheme import Method, QuantizedWeight, Scheme, int_setting
 from .base import QuantMethod, Read
 
@@ -35,8 +35,6 @@ GROUPS = (32, 64, 128)
 MODE_DEFAULTS = {"affine": (64, 4), "mxfp4": (32, 4), "nvfp4": (16, 4), "mxfp8": (32, 8)}  # mlx_lm quantize_model's defaults
 SETTING_KEYS = {"group_size", "bits", "mode"}
 FLOAT_MODES = ("mxfp4", "nvfp4", "mxfp8")  # each with the one group size and width of MODE_DEFAULTS
-# E2M1 magnitudes by a 4-bit code's low three bits (the OCP MX format; mlx's fp4 table); bit 3 is the sign
-E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float32)
 
 
 def is_mlx_settings(qc: dict[str, Any]) -> bool:
@@ -162,15 +160,14 @@ def _float_rows(qw: QuantizedWeight, start: int, stop: int, stored: Stored) -> n
     assert group is not None  # set by _float_weight
     codes = unpack_stream(stored.rows(qw.data, start, stop), qw.bits, inputs)  # (C, in) uint8
     if qw.bits == 4:
-        values = E2M1[codes & 0x07] * np.where(codes & 0x08, np.float32(-1), np.float32(1))  # (C, in)
+        values = e2m1_values(codes)  # (C, in)
     else:
         values = as_float32(codes, "F8_E4M3")  # (C, in)
     raw = stored.rows(qw.parts["scales"], start, stop)  # (C, in / g) uint8
     if mode == "nvfp4":
         scale = as_float32(raw, "F8_E4M3")
     else:
-        with np.errstate(over="ignore"):
-            scale = np.ldexp(np.float32(1), raw.astype(np.int32) - 127).astype(np.float32)  # exact
+        scale = e8m0_scales(raw)
     with np.errstate(over="ignore", invalid="ignore"):  # 0 x inf is NaN in mlx too
         product = values.reshape(len(values), inputs // group, group) * scale[:, :, None]  # (C, G, g)
     return round_to(product.reshape(len(values), inputs), "bfloat16")
